@@ -1,0 +1,79 @@
+"""Real FFTs for the convolution and deconvolution code.
+
+pyFFTW plans are used when pyFFTW is importable (planned once per shape, dtype
+and thread, then reused inside iterative loops); otherwise ``scipy.fft`` with
+worker threads. All transforms are over the last ``ndim`` axes, so a stack of
+images is transformed in one call.
+"""
+
+import functools
+import os
+import threading
+
+import numpy as np
+import scipy.fft
+
+try:  # optional fast backend
+    import pyfftw
+except ImportError:  # pragma: no cover - exercised only without pyfftw
+    pyfftw = None
+
+_WORKERS = max(1, os.cpu_count() or 1)
+
+
+def fast_shape(shape):
+    """Smallest shape >= ``shape`` whose axes have only small prime factors."""
+    return tuple(scipy.fft.next_fast_len(int(n), real=True) for n in shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _pyfftw_plans(shape, dtype, ndim, thread):
+    # ``thread`` is part of the key: a plan owns its buffers, so two threads
+    # must never share one.
+    del thread
+    axes = tuple(range(-ndim, 0))
+    real = pyfftw.empty_aligned(shape, dtype=dtype)
+    forward = pyfftw.builders.rfftn(real, axes=axes, threads=_WORKERS, planner_effort="FFTW_ESTIMATE")
+    spectrum = pyfftw.empty_aligned(forward.output_shape, dtype=forward.output_dtype)
+    inverse = pyfftw.builders.irfftn(
+        spectrum, s=shape[-ndim:], axes=axes, threads=_WORKERS, planner_effort="FFTW_ESTIMATE"
+    )
+    return forward, inverse
+
+
+def rfftn(x, ndim=2):
+    """Real FFT of the last ``ndim`` axes of ``x`` (a new array)."""
+    if pyfftw is not None and x.dtype in (np.float32, np.float64):
+        forward, _ = _pyfftw_plans(x.shape, x.dtype.str, ndim, threading.get_ident())
+        return forward(x).copy()
+    return scipy.fft.rfftn(x, axes=tuple(range(-ndim, 0)), workers=_WORKERS)
+
+
+def irfftn(spectrum, shape, ndim=2):
+    """Inverse of :func:`rfftn`; ``shape`` is the full real shape of the result."""
+    shape = tuple(shape)
+    if pyfftw is not None and spectrum.dtype in (np.complex64, np.complex128):
+        real_dtype = np.float32 if spectrum.dtype == np.complex64 else np.float64
+        _, inverse = _pyfftw_plans(shape, np.dtype(real_dtype).str, ndim, threading.get_ident())
+        return inverse(spectrum).copy()
+    return scipy.fft.irfftn(spectrum, s=shape[-ndim:], axes=tuple(range(-ndim, 0)), workers=_WORKERS)
+
+
+def pad_psf(psf, shape):
+    """Zero-pad ``psf`` to ``shape`` with its centre (index ``n // 2``) moved to the origin.
+
+    This is MATLAB's ``psf2otf`` placement: convolving with the padded kernel
+    by FFT then does not translate the image.
+    """
+    ndim = len(shape)
+    lead = psf.shape[:-ndim]
+    padded = np.zeros(lead + tuple(shape), dtype=psf.dtype)
+    kernel = psf.shape[-ndim:]
+    padded[(...,) + tuple(slice(0, k) for k in kernel)] = psf
+    shifts = tuple(-(k // 2) for k in kernel)
+    return np.roll(padded, shifts, axis=tuple(range(-ndim, 0)))
+
+
+def psf_to_otf(psf, shape):
+    """Real-FFT transfer function of ``psf`` on a grid of ``shape`` (last axes)."""
+    return rfftn(pad_psf(psf, shape), ndim=len(shape))

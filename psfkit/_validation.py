@@ -1,0 +1,113 @@
+"""Input checks shared by the public functions.
+
+Validation happens once, at the public boundary, with messages that name the
+argument; inner loops trust their inputs (the SciPy habit).
+"""
+
+import numbers
+
+import numpy as np
+
+
+def float_dtype(dtype):
+    """Floating type used to compute on data of ``dtype`` (scikit-image's rule).
+
+    float32 stays float32, float64 stays float64, float16 becomes float32,
+    integers and booleans become float64; complex is rejected by the callers.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 or dtype == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def as_float_array(array, name, *, ndim=None, min_size=1, dtype=None, nonnegative=False):
+    """Return ``array`` as a finite floating array (a new array if converted).
+
+    Parameters
+    ----------
+    array : array_like
+        The user's data; never modified.
+    name : str
+        Argument name used in error messages.
+    ndim : int or tuple of int, optional
+        Accepted numbers of dimensions.
+    min_size : int
+        Smallest accepted length of every axis.
+    dtype : dtype, optional
+        Floating type to convert to; by default :func:`float_dtype` of the input.
+    nonnegative : bool
+        Reject negative values.
+    """
+    if isinstance(array, (str, bytes)) or array is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(array).__name__}")
+    array = np.asarray(array)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        if array.dtype.kind == "c":
+            raise ValueError(f"{name} must be real-valued, got complex dtype {array.dtype}")
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if ndim is not None:
+        accepted = (ndim,) if isinstance(ndim, numbers.Integral) else tuple(ndim)
+        if array.ndim not in accepted:
+            expected = " or ".join(f"{d}-D" for d in accepted)
+            raise ValueError(f"{name} must be {expected}, got shape {array.shape}")
+    if array.size == 0 or min(array.shape, default=1) < min_size:
+        raise ValueError(f"{name} must have at least {min_size} element(s) along every axis, got shape {array.shape}")
+    target = float_dtype(array.dtype) if dtype is None else np.dtype(dtype)
+    array = array.astype(target, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if nonnegative and array.min() < 0:
+        raise ValueError(f"{name} must be non-negative, got minimum {array.min():g}")
+    return array
+
+
+def as_psf(psf, name="psf", *, ndim=2, dtype=np.float64):
+    """Validate a PSF and return it non-negative and normalised to sum 1.
+
+    Negative values within floating-point round-off of zero (as left by FFT
+    based PSF generators or averaging) are clipped; real negative lobes are an
+    error because a PSF is an intensity.
+    """
+    psf = as_float_array(psf, name, ndim=ndim, dtype=dtype)
+    peak = np.abs(psf).max()
+    if psf.min() < -1e-6 * peak:
+        raise ValueError(f"{name} must be non-negative, got minimum {psf.min():g} (maximum {psf.max():g})")
+    psf = np.clip(psf, 0, None)
+    total = psf.sum()
+    if not total > 0:
+        raise ValueError(f"{name} must have a positive sum, got {total:g}")
+    return psf / total
+
+
+def check_positive(value, name, *, strict=True, integer=False, allow_none=False):
+    """Check a scalar option (``> 0`` if strict, else ``>= 0``) and return it."""
+    if value is None and allow_none:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = "an integer" if integer else "a real number"
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if (strict and value <= 0) or (not strict and value < 0):
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return value
+
+
+def check_choice(value, name, choices):
+    """Check that ``value`` is one of ``choices`` and return it."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"unknown {name} {value!r}; expected one of {options}")
+    return value
+
+
+def check_rng(rng):
+    """Normalise ``rng`` (None, seed or Generator) to a ``numpy.random.Generator``."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
