@@ -19,15 +19,16 @@ _LAZY = {
     "noll_to_nm": "psfkit.zernike",
     # forward models
     "convolve": "psfkit.convolution",
-    "product_convolution": "psfkit.product_convolution",
-    "ProductConvolution": "psfkit.product_convolution",
-    "grid_weights": "psfkit.product_convolution",
+    "product_convolution": "psfkit.space_varying",
+    "ProductConvolution": "psfkit.space_varying",
+    "grid_weights": "psfkit.space_varying",
     "simulate_acquisition": "psfkit.acquisition",
     "estimate_noise": "psfkit.acquisition",
     # restoration
     "deconvolve": "psfkit.deconvolution",
     # identification
     "estimate_psf": "psfkit.learned.identification",
+    "deblur": "psfkit.blind",
     # metrics
     "psf_snr": "psfkit.metrics",
 }

@@ -1,0 +1,97 @@
+"""One-call blind deblurring: estimate the PSF, then deconvolve."""
+
+import numpy as np
+
+from ._validation import as_float_array, check_choice
+
+_METHODS = ("auto", "rl-tv", "rl", "fista", "wiener")
+
+
+def camera_background(image):
+    """Conservative estimate of the constant camera baseline / dark level.
+
+    The 0.5th percentile of the 3 x 3 median-filtered image: the darkest
+    pixels of the scene, without single-pixel noise or dead pixels.
+    """
+    from scipy.ndimage import median_filter
+
+    return float(np.percentile(median_filter(image, size=3, mode="reflect"), 0.5))
+
+
+def deblur(
+    image,
+    *,
+    cutoff=None,
+    max_amplitude=None,
+    grid=None,
+    method="auto",
+    iterations=None,
+    regularization="auto",
+    size=33,
+    device=None,
+    progress=False,
+):
+    r"""Blindly deblur a microscope image: identify its PSF, then deconvolve.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        Raw image (any dtype, offset and scale; both sides >= 64 pixels).
+    cutoff : float, optional
+        Known cut-off frequency fc in cycles/pixel; from physical units use
+        ``psfkit.cutoff_frequency(numerical_aperture, wavelength, pixel_size)``.
+    max_amplitude : float, optional
+        Known bound (waves) on the aberration coefficients.
+    grid : (int, int), optional
+        Estimate and remove a space-varying blur from a ``gy x gx`` PSF map.
+    method : {"auto", "rl-tv", "rl", "fista", "wiener"}, optional
+        Deconvolution method; ``"auto"`` is Richardson-Lucy with total
+        variation and automatic regularisation.
+    iterations : int, optional
+        Iterations of the deconvolution (its default if None).
+    regularization : "auto" or float, optional
+        Passed to :func:`psfkit.deconvolve`.
+    size : int, optional
+        Side of the estimated PSF window.
+    device : str, optional
+        Where the identification network runs (CUDA when available).
+    progress : bool, optional
+        Show a progress bar during deconvolution.
+
+    Returns
+    -------
+    restored : (M, N) ndarray
+        Deblurred image, in the intensity units of ``image`` (the estimated
+        camera baseline is kept as the background of the model).
+    psf : (size, size) or (gy, gx, size, size) ndarray
+        The estimated PSF or PSF map.
+
+    See Also
+    --------
+    psfkit.estimate_psf, psfkit.deconvolve
+
+    Examples
+    --------
+    >>> import psfkit
+    >>> image = psfkit.data.celegans()[:128, :128]
+    >>> restored, psf = psfkit.deblur(image, iterations=5)
+    >>> restored.shape, psf.shape
+    ((128, 128), (33, 33))
+    """
+    from .deconvolution import deconvolve
+    from .learned.identification import estimate_psf
+
+    image = as_float_array(image, "image", ndim=2)
+    check_choice(method, "method", _METHODS)
+    psf = estimate_psf(image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, device=device)
+    background = camera_background(image)
+    restored = deconvolve(
+        image,
+        psf,
+        method="rl-tv" if method == "auto" else method,
+        iterations=iterations,
+        regularization=regularization,
+        background=background,
+        progress=progress,
+    )
+    return restored, psf

@@ -1,0 +1,33 @@
+"""Specimens and sample images.
+
+Procedural microscopy-like specimens (fluorophore densities, float64 in
+[0, 1], fast enough to be generated on the fly for network training):
+
+- :func:`filaments` -- microtubule/actin-like smooth random curves,
+- :func:`points` -- point sources and vesicles,
+- :func:`cells` -- cells and nuclei with texture,
+- :func:`dead_leaves` -- occluding discs with natural-image statistics,
+- :func:`random_specimen` -- a random mixture of the above on a smooth background.
+
+Real images:
+
+- :func:`celegans` -- bundled 2D Airyscan image (42.6 nm pixels, BSD-3-Clause),
+- :func:`skimage_images`, :func:`skimage_image` -- the images shipped inside
+  scikit-image (no download),
+- :func:`sample_info` -- pixel size, source and licence of the real samples.
+"""
+
+from ._samples import celegans, sample_info, skimage_image, skimage_images
+from ._specimens import cells, dead_leaves, filaments, points, random_specimen
+
+__all__ = [
+    "cells",
+    "celegans",
+    "dead_leaves",
+    "filaments",
+    "points",
+    "random_specimen",
+    "sample_info",
+    "skimage_image",
+    "skimage_images",
+]

@@ -1,0 +1,39 @@
+"""Loading bundled network weights safely (weights_only + SHA-256 check)."""
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_card(name):
+    """The model card (JSON) bundled next to the weights ``name``."""
+    path = WEIGHTS_DIR / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no bundled model card {path.name}; is psfkit installed with its package data?")
+    return json.loads(path.read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def load_state_dict(name):
+    """State dict of the bundled network ``name``, verified against its model card."""
+    import torch
+
+    path = WEIGHTS_DIR / f"{name}.pt"
+    card = model_card(name)
+    if not path.exists():
+        raise FileNotFoundError(f"bundled weights {path} are missing; reinstall psfkit")
+    actual = sha256(path)
+    if actual != card["sha256"]:
+        raise RuntimeError(f"{path.name}: SHA-256 {actual} does not match the model card ({card['sha256']})")
+    return torch.load(path, map_location="cpu", weights_only=True)

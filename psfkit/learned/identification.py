@@ -1,0 +1,187 @@
+"""Blind PSF identification from one image: :func:`estimate_psf`."""
+
+import functools
+
+import numpy as np
+
+from .._validation import as_float_array, check_positive
+from ._orientation import choose_orientation
+
+NOLL = tuple(range(4, 12))
+_EVEN = np.array([True, True, True, False, False, False, False, True])
+_MIN_SIDE = 64  # one Welch window
+
+
+def _resolve_device(device):
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be None, 'cpu', 'cuda' or a torch device, got {device!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but CUDA is not available")
+    return device
+
+
+@functools.lru_cache(maxsize=4)
+def _network(device_name):
+    from ._weights import load_state_dict
+    from .identifier_net import IdentifierNet
+
+    net = IdentifierNet()
+    net.load_state_dict(load_state_dict("identifier"))
+    return net.eval().to(device_name)
+
+
+def _check_condition(value, name, lo, hi):
+    if value is None:
+        return None
+    check_positive(value, name)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}] (the range the network was trained on), got {value!r}")
+    return float(value)
+
+
+def _regions(shape, grid):
+    """Slices of the gy x gx regions, each widened to at least one window."""
+    gy, gx = grid
+    out = []
+    for axis_len, g in ((shape[0], gy), (shape[1], gx)):
+        edges = np.linspace(0, axis_len, g + 1)
+        spans = []
+        for i in range(g):
+            centre = 0.5 * (edges[i] + edges[i + 1])
+            # half-overlapping regions: more windows per estimate, smoother map
+            half = max(_MIN_SIDE / 2, 0.75 * (edges[i + 1] - edges[i]))
+            lo = int(round(min(max(centre - half, 0), axis_len - 2 * half)))
+            spans.append(slice(lo, lo + int(round(2 * half))))
+        out.append(spans)
+    return out
+
+
+def _align_signs(coefficients, reference):
+    """Pick, per estimate, the MTF-equivalent sign variant nearest ``reference``."""
+    variants = []
+    for se in (1, -1):
+        for so in (1, -1):
+            variants.append(coefficients * np.where(_EVEN, se, so))
+    variants = np.stack(variants, axis=-2)  # (..., 4, K)
+    best = np.argmin(np.sum((variants - reference[..., None, :]) ** 2, axis=-1), axis=-1)
+    return np.take_along_axis(variants, best[..., None, None], axis=-2)[..., 0, :]
+
+
+def estimate_psf(image, *, cutoff=None, max_amplitude=None, size=33, grid=None, device=None, return_coefficients=False):
+    r"""Estimate the PSF of a microscope image blindly, with the bundled network.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        Raw image: any float or integer dtype, any offset (camera baseline)
+        and scale. Both sides must be at least 64 pixels.
+    cutoff : float, optional
+        Known cut-off frequency fc (cycles/pixel, in [0.1, 0.27]; see
+        :func:`psfkit.cutoff_frequency`). ``None``: estimated too.
+    max_amplitude : float, optional
+        Known bound theta_max (waves) of the aberration coefficients, in
+        (0, 0.3]. ``None``: unknown.
+    size : int, optional
+        Side of the returned PSF window (odd or even; centre at ``size // 2``).
+    grid : (int, int), optional
+        ``(gy, gx)``: return a map of local PSFs estimated on a regular grid
+        of regions (centres at ``((i + 0.5) M / gy, (j + 0.5) N / gx)``), in
+        the layout that :func:`psfkit.deconvolve` and
+        :meth:`psfkit.ProductConvolution.from_grid` accept.
+    device : str or torch.device, optional
+        Where the network runs; ``None`` uses CUDA when available, else CPU.
+    return_coefficients : bool, optional
+        Also return the Zernike description of each PSF.
+
+    Returns
+    -------
+    psf : (size, size) or (gy, gx, size, size) ndarray
+        Non-negative float64 PSF(s), each summing to 1, in the orientation of
+        :func:`psfkit.zernike_psf`.
+    info : dict
+        Only with ``return_coefficients``: ``"noll"`` (the Noll indices),
+        ``"coefficients"`` (waves; shape (8,) or (gy, gx, 8)) and ``"cutoff"``
+        (float or (gy, gx)).
+
+    Notes
+    -----
+    The network reads the Welch power spectrum of the image -- averaged over
+    the most contrasted half of its 64 x 64 half-overlapping windows, so empty
+    background does not dilute it -- which is, up to the specimen's smooth
+    spectrum and the noise floor, an image of the modulation transfer function.
+    It regresses the Noll 4-11 coefficients theta and fc; the PSF is
+    ``zernike_psf(theta, cutoff=fc)``. The power spectrum cannot tell a PSF
+    from its point reflection (the sign of the odd aberrations: coma,
+    trefoil), so the orientation is chosen in the image domain: the image is
+    deconvolved with both candidates and the one giving the sparser gradients
+    is kept. With ``grid``, each region is estimated separately, the sign
+    conventions are aligned to the global estimate and the coefficient field is
+    median filtered (3 x 3), as in Shajkofci & Liebling.
+
+    The model card next to the weights (``psfkit/learned/weights``) records
+    the training recipe and the validation figures.
+
+    Examples
+    --------
+    >>> import psfkit
+    >>> truth = psfkit.zernike_psf({4: 0.1, 5: -0.08}, cutoff=0.18, size=33)
+    >>> specimen = psfkit.data.random_specimen((256, 256), rng=0)
+    >>> image = psfkit.simulate_acquisition(specimen, truth, gain=1000, rng=0)
+    >>> psf = psfkit.estimate_psf(image, cutoff=0.18)
+    >>> psf.shape, round(float(psf.sum()), 6)
+    ((33, 33), 1.0)
+    """
+    import torch
+
+    from ..psf import zernike_psf
+    from .spectral import welch_log_spectrum
+
+    image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
+    cutoff = _check_condition(cutoff, "cutoff", 0.1, 0.27)
+    max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
+    check_positive(size, "size", integer=True)
+    if grid is not None:
+        if len(grid) != 2 or any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid):
+            raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
+    device = _resolve_device(device)
+    net = _network(str(device))
+
+    regions = [[(slice(None), slice(None))]]
+    if grid is not None:
+        rows, cols = _regions(image.shape, grid)
+        regions += [[(r, c) for c in cols] for r in rows]
+    crops = [image[r, c] for row in regions for (r, c) in row]
+    with torch.inference_mode():
+        spectra = []
+        for crop in crops:  # crops differ in size: one spectrum each, then one network call
+            spectra.append(welch_log_spectrum(torch.from_numpy(np.ascontiguousarray(crop))[None].to(device)))
+        spectra = torch.cat(spectra)
+        n = spectra.shape[0]
+        nan = float("nan")
+        fc_in = torch.full((n,), nan if cutoff is None else cutoff, device=device)
+        amp_in = torch.full((n,), nan if max_amplitude is None else max_amplitude, device=device)
+        theta, fc = net(spectra, fc_in, amp_in)
+    theta = theta.double().cpu().numpy()
+    fc = fc.double().cpu().numpy()
+
+    global_theta = choose_orientation(image, theta[0], fc[0], indices=NOLL)
+    if grid is None:
+        psf = zernike_psf(global_theta, cutoff=fc[0], size=size, indices=NOLL)
+        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": float(fc[0])}
+    else:
+        from scipy.ndimage import median_filter
+
+        local = _align_signs(theta[1:], global_theta).reshape(grid[0], grid[1], -1)
+        local = median_filter(local, size=(3, 3, 1), mode="nearest")
+        local_fc = median_filter(fc[1:].reshape(grid), size=3, mode="nearest")
+        psf = np.stack(
+            [zernike_psf(local[i, j], cutoff=local_fc[i, j], size=size, indices=NOLL) for i in range(grid[0]) for j in range(grid[1])]
+        ).reshape(grid[0], grid[1], size, size)
+        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc}
+    return (psf, info) if return_coefficients else psf

@@ -1,0 +1,229 @@
+"""Train the PSF identification network (resumable, seeded).
+
+Usage (the command that produced the bundled weights is in the model card)::
+
+    python -m psfkit.learned.train_identifier --out runs/identifier --steps 6000
+
+The run writes ``checkpoint.pt`` (model, optimiser, step and every random
+state) every ``--checkpoint-every`` steps and at the end, and resumes from it
+when started again with the same ``--out``. ``--minutes`` stops a run early
+(at a checkpoint) so training can be spread over several sessions. CUDA is
+used when available (``--device``).
+"""
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .identifier_net import IdentifierNet
+from .synthesis import NOLL, SpecimenPool, make_batch, sign_variants
+from .torch_optics import zernike_psf_torch
+
+CROPS = (128, 192, 256)
+CROP_WEIGHTS = (0.3, 0.3, 0.4)
+PSF_SIZE = 33
+
+
+def psf_error(estimate, reference):
+    """Normalised squared error ||h - h_hat||^2 / ||h||^2 with the point reflection ambiguity."""
+    energy = reference.square().sum(dim=(1, 2))
+    direct = (estimate - reference).square().sum(dim=(1, 2))
+    flipped = (estimate.flip(1, 2) - reference).square().sum(dim=(1, 2))
+    return torch.minimum(direct, flipped) / energy
+
+
+def coefficient_error(predicted, coefficients, scale):
+    """Squared coefficient error, min over the 4 MTF-equivalent sign choices."""
+    variants = sign_variants(coefficients)
+    error = (predicted[:, None, :] - variants).square().mean(dim=2)
+    return error.min(dim=1).values / scale.square()
+
+
+def _schedule(step, total):
+    # PSF-space loss only once the coefficients are roughly right (the notes:
+    # an early PSF-space phase pulls the net back to the compromise PSF)
+    fraction = step / total
+    psf_weight = min(1.0, max(0.0, (fraction - 0.35) / 0.25))
+    amplitude_hi = 0.1 + 0.15 * min(1.0, fraction / 0.25)  # curriculum on theta_max
+    lr = 0.5 * (1 + math.cos(math.pi * fraction))
+    return psf_weight, amplitude_hi, lr
+
+
+def losses(net, batch, generator, psf_weight):
+    b = batch.coefficients.shape[0]
+    known_fc = torch.rand(b, generator=generator) < 0.5
+    known_amp = torch.rand(b, generator=generator) < 0.5
+    nan = torch.full((b,), float("nan"))
+    cutoff_in = torch.where(known_fc, batch.cutoff, nan)
+    amp_in = torch.where(known_amp, batch.max_amplitude, nan)
+    predicted, fc = net(batch.spectra, cutoff_in, amp_in)
+    coef = coefficient_error(predicted, batch.coefficients, batch.max_amplitude + 0.03).mean()
+    fc_loss = ((fc - batch.cutoff) / 0.01).square()[~known_fc].mean() if (~known_fc).any() else fc.sum() * 0
+    total = coef + 0.1 * fc_loss
+    psf = torch.zeros(())
+    if psf_weight > 0:
+        estimate = zernike_psf_torch(predicted, fc, size=PSF_SIZE, indices=NOLL)
+        reference = zernike_psf_torch(batch.coefficients, batch.cutoff, size=PSF_SIZE, indices=NOLL)
+        psf = psf_error(estimate, reference).mean()
+        total = total + psf_weight * 3 * psf
+    return total, {"coef": coef.item(), "fc": fc_loss.item(), "psf": psf.item()}
+
+
+@torch.no_grad()
+def validate(net, batches):
+    """PSF SNR (dB, orientation-oracle) and per-term errors on fixed batches."""
+    net.eval()
+    rows = {"known": [], "unknown": []}
+    term_errors = []
+    for batch in batches:
+        b = batch.coefficients.shape[0]
+        nan = torch.full((b,), float("nan"))
+        reference = zernike_psf_torch(batch.coefficients, batch.cutoff, size=PSF_SIZE, indices=NOLL)
+        for name, cutoff_in in (("known", batch.cutoff), ("unknown", nan)):
+            predicted, fc = net(batch.spectra, cutoff_in, nan)
+            estimate = zernike_psf_torch(predicted, fc, size=PSF_SIZE, indices=NOLL)
+            rows[name].append(-10 * torch.log10(psf_error(estimate, reference)))
+            if name == "known":
+                variants = sign_variants(batch.coefficients)
+                best = (predicted[:, None] - variants).square().sum(2).argmin(1)
+                matched = variants[torch.arange(b), best]
+                term_errors.append((predicted - matched).abs() / batch.max_amplitude[:, None])
+    net.train()
+    snr = {name: torch.cat(values) for name, values in rows.items()}
+    terms = torch.cat(term_errors).mean(0)
+    return {
+        "psf_snr_known_mean": float(snr["known"].mean()),
+        "psf_snr_known_median": float(snr["known"].median()),
+        "psf_snr_unknown_mean": float(snr["unknown"].mean()),
+        "relative_term_error": [round(float(t), 3) for t in terms],
+    }
+
+
+def _rng_state(generator, np_rng):
+    return {"torch": generator.get_state(), "numpy": json.dumps(np_rng.bit_generator.state)}
+
+
+def train(args):
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / "checkpoint.pt"
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    torch.manual_seed(args.seed)
+    np_rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    net = IdentifierNet().to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    step = 0
+    elapsed = 0.0
+    history = []
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        generator.set_state(state["rng_torch"])
+        np_rng.bit_generator.state = json.loads(state["rng_numpy"])
+        history = json.loads(state["history"])
+        print(f"resumed from step {step} ({elapsed / 60:.1f} min trained)")
+
+    # the validation set uses its own specimens and seeds, never seen in training
+    val_rng = np.random.default_rng(10_000 + args.seed)
+    val_gen = torch.Generator().manual_seed(10_000 + args.seed)
+    val_pool = SpecimenPool(min(64, args.pool), 256 + 64, val_rng)
+    val_batches = [make_batch(val_pool, args.val_batch, val_gen, crop=256) for _ in range(args.val_batches)]
+
+    pool = SpecimenPool(args.pool, 256 + 64, np_rng)
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, dynamic_ncols=True)
+    start = time.perf_counter() - elapsed
+    deadline = time.perf_counter() + 60 * args.minutes if args.minutes else math.inf
+    while step < args.steps and time.perf_counter() < deadline:
+        psf_weight, amp_hi, lr_scale = _schedule(step, args.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * max(lr_scale, 0.01)
+        crop = int(np.asarray(CROPS)[torch.multinomial(torch.tensor(CROP_WEIGHTS), 1, generator=generator)])
+        batch = make_batch(pool, args.batch, generator, crop=crop, max_amplitude_range=(0.02, amp_hi))
+        loss, parts = losses(net, batch, generator, psf_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimizer.step()
+        step += 1
+        if step % args.refresh_every == 0:
+            pool.refresh(args.refresh)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", psf=f"{parts['psf']:.3f}", coef=f"{parts['coef']:.3f}")
+        if step % args.validate_every == 0 or step == args.steps:
+            metrics = validate(net, val_batches)
+            metrics.update(step=step, minutes=round((time.perf_counter() - start) / 60, 2))
+            history.append(metrics)
+            bar.write(json.dumps(metrics))
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            _save(checkpoint_path, net, optimizer, step, time.perf_counter() - start, generator, np_rng, history)
+    _save(checkpoint_path, net, optimizer, step, time.perf_counter() - start, generator, np_rng, history)
+    bar.close()
+    info = {
+        "step": step,
+        "total_steps": args.steps,
+        "minutes": round((time.perf_counter() - start) / 60, 2),
+        "device": str(device),
+        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
+        "args": vars(args),
+        "history": history,
+    }
+    (out / "training.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _save(path, net, optimizer, step, elapsed, generator, np_rng, history):
+    state = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "elapsed": elapsed,
+        "rng_torch": generator.get_state(),
+        "rng_numpy": json.dumps(np_rng.bit_generator.state),
+        "history": json.dumps(history),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/identifier", help="run folder (checkpoint, logs)")
+    p.add_argument("--steps", type=int, default=6000, help="total optimisation steps of the schedule")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", type=int, default=2000, help="specimens kept in memory")
+    p.add_argument("--refresh", type=int, default=4, help="specimens replaced every --refresh-every steps")
+    p.add_argument("--refresh-every", type=int, default=1)
+    p.add_argument("--val-batches", type=int, default=4)
+    p.add_argument("--val-batch", type=int, default=64, help="size of each validation batch")
+    p.add_argument("--validate-every", type=int, default=250)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None):
+    train(parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
