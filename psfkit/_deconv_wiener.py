@@ -33,11 +33,10 @@ def gradient_symbol(shape, dtype):
     return total
 
 
-def _filter(psf, shape, lam, dtype, floor=0.0):
+def _filter(psf, shape, lam, dtype):
     """Complex filter conj(H) / (|H|^2 + lam |D|^2) with the inverse FFT's 1/N folded in."""
     otf = _operators.transfer_function(psf, shape, np.float64) * math.prod(shape)
     denominator = np.abs(otf) ** 2 + lam * gradient_symbol(shape, np.float64)
-    denominator = np.maximum(denominator, floor)
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.where(denominator > 0, np.conj(otf) / denominator, 0)
     return (gain / math.prod(shape)).astype(_operators.complex_dtype(dtype))
@@ -60,6 +59,15 @@ def neumann_laplacian(x, out):
         lag[axis] = slice(1, None)
         out[tuple(lead)] -= g
         out[tuple(lag)] += g
+    return out
+
+
+def circular_laplacian(x, out):
+    r""":math:`\nabla^T\nabla x` with circular differences (the symbol :math:`|\hat d|^2` of the one-shot filter)."""
+    np.multiply(x, 2 * x.ndim, out=out)
+    for axis in range(x.ndim):
+        out -= np.roll(x, 1, axis=axis)
+        out -= np.roll(x, -1, axis=axis)
     return out
 
 
@@ -93,13 +101,16 @@ def wiener_cg(problem, lam, iterations, *, background=0.0, monitor=None):
     grid = problem.new_grid()
     masked = problem.new_grid(0.0)
     laplacian = problem.new()
+    # The periodic models (periodic, reflect-padded) use circular differences,
+    # like the one-shot filter; the extended field has no wrap-around.
+    penalty = circular_laplacian if problem.periodic else neumann_laplacian
 
     def normal(x, out):
         problem.forward(x, grid)
         masked[obs] = grid[obs]
         out[...] = problem.adjoint(masked)
         if lam:
-            neumann_laplacian(x, laplacian)
+            penalty(x, laplacian)
             np.multiply(laplacian, lam, out=laplacian)
             np.add(out, laplacian, out=out)
         return out

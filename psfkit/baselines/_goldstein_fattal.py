@@ -112,7 +112,10 @@ def _cut_rows(rows, support, median):
     cut = np.where(total > 0, cut / np.where(total > 0, total, 1.0), fallback)
     if median:
         width = int(round(2.0 * math.sqrt(rows.shape[0])))
-        cut = ndimage.median_filter(cut, size=(width, 1), mode="wrap")
+        # only lags inside some support can be non-zero
+        reach = int(support.max())
+        band = slice(max_lag - reach, max_lag + reach + 1)
+        cut[:, band] = ndimage.median_filter(cut[:, band], size=(width, 1), mode="wrap")
     return cut
 
 
@@ -329,8 +332,8 @@ def goldstein_fattal(
     References
     ----------
     .. [1] A. Goldstein, R. Fattal, "Blur-kernel estimation from spectral
-           irregularities", ECCV 2012, pp. 622-635.
-           :doi:`10.1007/978-3-642-33715-4_45`
+           irregularities", European Conference on Computer Vision (ECCV),
+           2012, pp. 622-635.
     .. [2] J. Anger, G. Facciolo, M. Delbracio, "Estimating an image's blur
            kernel using natural image statistics, and deblurring it: an
            analysis of the Goldstein-Fattal method", Image Processing On Line

@@ -147,13 +147,18 @@ def estimate_psf(image, *, cutoff=None, max_amplitude=None, size=33, grid=None, 
     max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
     check_positive(size, "size", integer=True)
     if grid is not None:
-        if len(grid) != 2 or any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid):
+        if (
+            not isinstance(grid, (tuple, list))
+            or len(grid) != 2
+            or any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid)
+        ):
             raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
     device = _resolve_device(device)
     net = _network(str(device))
 
     regions = [[(slice(None), slice(None))]]
     if grid is not None:
+        grid = (int(grid[0]), int(grid[1]))
         rows, cols = _regions(image.shape, grid)
         regions += [[(r, c) for c in cols] for r in rows]
     crops = [image[r, c] for row in regions for (r, c) in row]

@@ -133,7 +133,7 @@ def blur(specimens, psfs):
     return torch.fft.irfft2(torch.fft.rfft2(specimens) * otf, s=(size, size))
 
 
-def acquire(blurred, generator, *, noiseless_fraction=0.15):
+def acquire(blurred, generator, *, noiseless_fraction=0.15, min_gain=5.0):
     """Random realistic camera acquisition of (B, H, W) intensities in ~[0, 1].
 
     Photons: mean ``gain * (z + background)`` with gain log-uniform in
@@ -157,7 +157,7 @@ def acquire(blurred, generator, *, noiseless_fraction=0.15):
 
     z = blurred.clamp_min(0)
     z = z / z.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-    gain = log_uniform(5, 5000)
+    gain = log_uniform(min_gain, 5000)
     background = uniform(0, 0.1) * (torch.rand(b, 1, 1, generator=generator) < 0.7)
     photons = gain * (z + background)
     read_noise = log_uniform(0.3, 10)
@@ -177,7 +177,10 @@ def acquire(blurred, generator, *, noiseless_fraction=0.15):
     return counts
 
 
-def make_batch(pool, batch, generator, *, crop=256, max_amplitude_range=(0.02, 0.25), keep_images=False):
+def make_batch(
+    pool, batch, generator, *, crop=256, max_amplitude_range=(0.02, 0.25), noiseless_fraction=0.15, min_gain=5.0,
+    keep_images=False,
+):
     """One training batch: random PSFs, blurred noisy images and their spectra."""
     coefficients, cutoff, theta_max = random_parameters(batch, generator, max_amplitude_range=max_amplitude_range)
     psfs = zernike_psf_torch(coefficients, cutoff, size=RENDER_SIZE, indices=NOLL)
@@ -188,9 +191,21 @@ def make_batch(pool, batch, generator, *, crop=256, max_amplitude_range=(0.02, 0
     blurred = blur(specimens, psfs.to(specimens.dtype))
     # crop away the circular-convolution seam
     blurred = blurred[:, margin : margin + crop, margin : margin + crop]
-    images = acquire(blurred, generator)
+    images = acquire(blurred, generator, noiseless_fraction=noiseless_fraction, min_gain=min_gain)
     spectra = welch_log_spectrum(images)
     return Batch(spectra, coefficients, cutoff, theta_max, images if keep_images else None)
+
+
+def canonical(coefficients):
+    """The MTF-equivalent sign variant with defocus >= 0 and odd terms summing to >= 0.
+
+    A fixed choice breaks the symmetry that makes an untrained network sit at
+    zero under a min-over-variants loss (measured: it never leaves it).
+    """
+    even = EVEN.to(coefficients.device)
+    se = torch.where(coefficients[:, 0] < 0, -1.0, 1.0)
+    so = torch.where(coefficients[:, ~even].sum(dim=1) < 0, -1.0, 1.0)
+    return coefficients * torch.where(even, se[:, None], so[:, None])
 
 
 def sign_variants(coefficients):

@@ -2,7 +2,7 @@
 
 Usage (the command that produced the bundled weights is in the model card)::
 
-    python -m psfkit.learned.train_identifier --out runs/identifier --steps 6000
+    python -m psfkit.learned.train_identifier --out runs/identifier --steps 20000
 
 The run writes ``checkpoint.pt`` (model, optimiser, step and every random
 state) every ``--checkpoint-every`` steps and at the end, and resumes from it
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .identifier_net import IdentifierNet
-from .synthesis import NOLL, SpecimenPool, make_batch, sign_variants
+from .synthesis import NOLL, SpecimenPool, canonical, make_batch, sign_variants
 from .torch_optics import zernike_psf_torch
 
 CROPS = (128, 192, 256)
@@ -46,16 +46,31 @@ def coefficient_error(predicted, coefficients, scale):
 
 
 def _schedule(step, total):
-    # PSF-space loss only once the coefficients are roughly right (the notes:
-    # an early PSF-space phase pulls the net back to the compromise PSF)
+    """Curricula and loss weights at ``step`` of a ``total``-step run.
+
+    - targets: canonical sign variant first (breaks the symmetry), then the
+      min over the MTF-equivalent variants (no penalty at the canonical
+      boundaries), then the PSF-space loss once coefficients are roughly right
+      (the notes: an early PSF-space phase pulls the net back to the
+      compromise PSF);
+    - aberration range theta_max <= 0.1 -> 0.25 over the first quarter;
+    - noise: mostly clean data first (noiseless share 0.5 -> 0.15, lowest gain
+      200 -> 5 photons/unit over the first 40 %);
+    - learning rate: cosine decay.
+    """
     fraction = step / total
-    psf_weight = min(1.0, max(0.0, (fraction - 0.35) / 0.25))
-    amplitude_hi = 0.1 + 0.15 * min(1.0, fraction / 0.25)  # curriculum on theta_max
-    lr = 0.5 * (1 + math.cos(math.pi * fraction))
-    return psf_weight, amplitude_hi, lr
+    ramp = min(1.0, fraction / 0.4)
+    return {
+        "canonical": fraction < 0.3,
+        "psf_weight": min(1.0, max(0.0, (fraction - 0.45) / 0.2)),
+        "amplitude_hi": 0.1 + 0.15 * min(1.0, fraction / 0.25),
+        "noiseless_fraction": 0.5 - 0.35 * ramp,
+        "min_gain": math.exp(math.log(200) + (math.log(5) - math.log(200)) * ramp),
+        "lr": 0.5 * (1 + math.cos(math.pi * fraction)),
+    }
 
 
-def losses(net, batch, generator, psf_weight):
+def losses(net, batch, generator, psf_weight, canonical_targets=False):
     b = batch.coefficients.shape[0]
     known_fc = torch.rand(b, generator=generator) < 0.5
     known_amp = torch.rand(b, generator=generator) < 0.5
@@ -63,7 +78,11 @@ def losses(net, batch, generator, psf_weight):
     cutoff_in = torch.where(known_fc, batch.cutoff, nan)
     amp_in = torch.where(known_amp, batch.max_amplitude, nan)
     predicted, fc = net(batch.spectra, cutoff_in, amp_in)
-    coef = coefficient_error(predicted, batch.coefficients, batch.max_amplitude + 0.03).mean()
+    scale = batch.max_amplitude + 0.03
+    if canonical_targets:
+        coef = ((predicted - canonical(batch.coefficients)) / scale[:, None]).square().mean(dim=1).mean()
+    else:
+        coef = coefficient_error(predicted, batch.coefficients, scale).mean()
     fc_loss = ((fc - batch.cutoff) / 0.01).square()[~known_fc].mean() if (~known_fc).any() else fc.sum() * 0
     total = coef + 0.1 * fc_loss
     psf = torch.zeros(())
@@ -147,12 +166,15 @@ def train(args):
     start = time.perf_counter() - elapsed
     deadline = time.perf_counter() + 60 * args.minutes if args.minutes else math.inf
     while step < args.steps and time.perf_counter() < deadline:
-        psf_weight, amp_hi, lr_scale = _schedule(step, args.steps)
+        plan = _schedule(step, args.steps)
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * max(lr_scale, 0.01)
+            group["lr"] = args.lr * max(plan["lr"], 0.01)
         crop = int(np.asarray(CROPS)[torch.multinomial(torch.tensor(CROP_WEIGHTS), 1, generator=generator)])
-        batch = make_batch(pool, args.batch, generator, crop=crop, max_amplitude_range=(0.02, amp_hi))
-        loss, parts = losses(net, batch, generator, psf_weight)
+        batch = make_batch(
+            pool, args.batch, generator, crop=crop, max_amplitude_range=(0.02, plan["amplitude_hi"]),
+            noiseless_fraction=plan["noiseless_fraction"], min_gain=plan["min_gain"],
+        )
+        loss, parts = losses(net, batch, generator, plan["psf_weight"], canonical_targets=plan["canonical"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -203,17 +225,17 @@ def _save(path, net, optimizer, step, elapsed, generator, np_rng, history):
 def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/identifier", help="run folder (checkpoint, logs)")
-    p.add_argument("--steps", type=int, default=6000, help="total optimisation steps of the schedule")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--steps", type=int, default=20000, help="total optimisation steps of the schedule")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool", type=int, default=2000, help="specimens kept in memory")
     p.add_argument("--refresh", type=int, default=4, help="specimens replaced every --refresh-every steps")
     p.add_argument("--refresh-every", type=int, default=1)
     p.add_argument("--val-batches", type=int, default=4)
     p.add_argument("--val-batch", type=int, default=64, help="size of each validation batch")
-    p.add_argument("--validate-every", type=int, default=250)
-    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--validate-every", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this wall time")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default=None)

@@ -1,0 +1,102 @@
+"""estimate_psf: the bundled identification network, end to end on CPU."""
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit import data
+
+pytest.importorskip("torch")
+NOLL = tuple(range(4, 12))
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(2024)
+    theta = np.array([0.12, -0.08, 0.05, 0.0, 0.0, 0.03, -0.02, 0.04])
+    psf = psfkit.zernike_psf(theta, cutoff=0.18, size=33)
+    specimen = data.random_specimen((256, 256), rng=rng)
+    image = psfkit.simulate_acquisition(specimen, psf, gain=2000.0, read_noise=0.005, bits=16, rng=rng)
+    return image, psf
+
+
+def test_global_estimate_is_a_psf(case):
+    image, _ = case
+    psf = psfkit.estimate_psf(image, cutoff=0.18)
+    assert psf.shape == (33, 33) and psf.dtype == np.float64
+    assert psf.min() >= 0 and psf.sum() == pytest.approx(1.0)
+
+
+def test_estimate_beats_the_image_blind_floors(case):
+    # the aberration-free Airy PSF at the true fc is what "no identification" gives
+    image, truth = case
+    airy = psfkit.psf_snr(psfkit.airy_psf(cutoff=0.18, size=33), truth)
+    known = psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18), truth, align=True)
+    unknown = psfkit.psf_snr(psfkit.estimate_psf(image), truth, align=True)
+    assert known > airy + 3
+    assert unknown > airy + 1
+
+
+def test_deterministic_and_input_not_modified(case):
+    image, _ = case
+    copy = image.copy()
+    a = psfkit.estimate_psf(image)
+    b = psfkit.estimate_psf(image)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(image, copy)
+
+
+def test_raw_uint16_with_offset_and_scale_gives_the_same_psf(case):
+    image, _ = case
+    scaled = image / image.max() * 30000
+    raw = np.round(scaled + 400).astype(np.uint16)  # camera baseline + 16-bit counts
+    a = psfkit.estimate_psf(scaled, cutoff=0.18)
+    b = psfkit.estimate_psf(raw, cutoff=0.18)
+    assert psfkit.psf_snr(b, a) > 25
+
+
+def test_return_coefficients_and_size(case):
+    image, _ = case
+    psf, info = psfkit.estimate_psf(image, cutoff=0.18, size=25, return_coefficients=True)
+    assert psf.shape == (25, 25)
+    assert info["noll"] == NOLL and info["coefficients"].shape == (8,)
+    assert info["cutoff"] == pytest.approx(0.18)
+    np.testing.assert_allclose(psf, psfkit.zernike_psf(info["coefficients"], cutoff=0.18, size=25, indices=NOLL))
+
+
+def test_unknown_cutoff_is_estimated_in_range(case):
+    image, _ = case
+    _, info = psfkit.estimate_psf(image, return_coefficients=True)
+    assert 0.1 <= info["cutoff"] <= 0.27
+
+
+def test_grid_map_shapes_and_feeds_deconvolve(case):
+    image, _ = case
+    psf_map, info = psfkit.estimate_psf(image, grid=(2, 3), return_coefficients=True)
+    assert psf_map.shape == (2, 3, 33, 33)
+    np.testing.assert_allclose(psf_map.sum(axis=(2, 3)), 1.0)
+    assert info["coefficients"].shape == (2, 3, 8) and info["cutoff"].shape == (2, 3)
+    restored = psfkit.deconvolve(image, psf_map, iterations=3)
+    assert restored.shape == image.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"image": np.ones((32, 200))}, ValueError),  # smaller than one window
+        ({"image": np.ones((3, 100, 100))}, ValueError),
+        ({"image": np.full((100, 100), np.nan)}, ValueError),
+        ({"cutoff": 0.4}, ValueError),
+        ({"cutoff": -0.2}, ValueError),
+        ({"max_amplitude": 0.0}, ValueError),
+        ({"grid": (0, 2)}, ValueError),
+        ({"grid": 4}, (ValueError, TypeError)),
+        ({"size": 0}, ValueError),
+        ({"device": "tpu"}, ValueError),
+    ],
+)
+def test_bad_input(case, kwargs, error):
+    image, _ = case
+    kwargs = {"image": image, **kwargs}
+    with pytest.raises(error):
+        psfkit.estimate_psf(kwargs.pop("image"), **kwargs)
