@@ -24,7 +24,13 @@ def export(run_dir, name="identifier", validation=None, notes=None):
 
     run_dir = Path(run_dir)
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    training = json.loads((run_dir / "training.json").read_text())
+    info_path = run_dir / "training.json"
+    if info_path.exists():
+        training = json.loads(info_path.read_text())
+    else:  # a run still in progress: what its last checkpoint knows
+        training = {"step": int(state["step"]), "total_steps": None, "minutes": round(float(state["elapsed"]) / 60, 2),
+                    "hardware": "see training log", "device": "cpu", "history": json.loads(state["history"]),
+                    "args": {"seed": None}}
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     path = WEIGHTS_DIR / f"{name}.pt"

@@ -174,6 +174,8 @@ def estimate_psf(image, *, cutoff=None, max_amplitude=None, size=33, grid=None, 
         theta, fc = net(spectra, fc_in, amp_in)
     theta = theta.double().cpu().numpy()
     fc = fc.double().cpu().numpy()
+    if cutoff is not None:  # exactly the user's value, not its float32 round trip
+        fc[:] = cutoff
 
     global_theta = choose_orientation(image, theta[0], fc[0], indices=NOLL)
     if grid is None:

@@ -190,24 +190,13 @@ def train(args):
             history.append(metrics)
             bar.write(json.dumps(metrics))
         if step % args.checkpoint_every == 0 or step == args.steps:
-            _save(checkpoint_path, net, optimizer, step, time.perf_counter() - start, generator, np_rng, history)
-    _save(checkpoint_path, net, optimizer, step, time.perf_counter() - start, generator, np_rng, history)
+            _save(checkpoint_path, net, optimizer, step, time.perf_counter() - start, generator, np_rng, history, args)
+    _save(checkpoint_path, net, optimizer, step, time.perf_counter() - start, generator, np_rng, history, args)
     bar.close()
-    info = {
-        "step": step,
-        "total_steps": args.steps,
-        "minutes": round((time.perf_counter() - start) / 60, 2),
-        "device": str(device),
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-        + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
-        "args": vars(args),
-        "history": history,
-    }
-    (out / "training.json").write_text(json.dumps(info, indent=1))
-    return info
+    return _write_info(out, args, step, time.perf_counter() - start, history, device)
 
 
-def _save(path, net, optimizer, step, elapsed, generator, np_rng, history):
+def _save(path, net, optimizer, step, elapsed, generator, np_rng, history, args=None):
     state = {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -220,6 +209,23 @@ def _save(path, net, optimizer, step, elapsed, generator, np_rng, history):
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+    if args is not None:
+        _write_info(path.parent, args, step, elapsed, history, next(net.parameters()).device)
+
+
+def _write_info(out, args, step, elapsed, history, device):
+    info = {
+        "step": step,
+        "total_steps": args.steps,
+        "minutes": round(elapsed / 60, 2),
+        "device": str(device),
+        "hardware": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s)"
+        + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
+        "args": vars(args),
+        "history": history,
+    }
+    (out / "training.json").write_text(json.dumps(info, indent=1))
+    return info
 
 
 def parser():
