@@ -249,7 +249,8 @@ def deconvolve(
     >>> x[16:48:8, 16:48:8] = 1000.0                    # a grid of beads
     >>> yy, xx = np.mgrid[-7:8, -7:8]
     >>> psf = np.exp(-(yy**2 + xx**2) / (2 * 2.0**2))
-    >>> y = rng.poisson(convolve(x, psf) + 10.0).astype(float)
+    >>> blurred = convolve(x, psf) + 10.0                # 10 photons of background
+    >>> y = blurred + np.sqrt(blurred) * rng.standard_normal(x.shape)  # shot noise
     >>> restored = deconvolve(y, psf, background=10.0)
     >>> restored.shape, restored.dtype
     ((64, 64), dtype('float64'))
