@@ -18,7 +18,8 @@ Protocol (all seeds fixed; specimens and seeds never used in training):
   33 x 33 window, raw (no alignment) and aligned (best integer shift <= 3 px
   and point reflection).
 
-Methods: the network with fc known / unknown; the floors "Airy at true fc",
+Methods: ``estimate_psf`` with fc known / unknown, and with the experimental
+test-time refinement (``refine=True``); the floors "Airy at true fc",
 "image-blind mean PSF at true fc" (average of 256 random PSFs: what a net that
 ignores the image converges to) and "delta"; with ``--baselines`` the
 l0-gradient and Goldstein-Fattal blind methods (slow). Also: a space-varying
@@ -89,6 +90,7 @@ def run_identification(cases, with_baselines, seed=7):
     methods = {
         "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE),
         "network, fc unknown": lambda y, fc: psfkit.estimate_psf(y, size=SIZE),
+        "network + refinement (refine=True), fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=True),
         "Airy at true fc (floor)": lambda y, fc: psfkit.airy_psf(cutoff=fc, size=SIZE),
         "image-blind mean PSF at true fc (floor)": None,  # filled per case below
         "delta (floor)": lambda y, fc: delta(),

@@ -100,3 +100,25 @@ def test_bad_input(case, kwargs, error):
     kwargs = {"image": image, **kwargs}
     with pytest.raises(error):
         psfkit.estimate_psf(kwargs.pop("image"), **kwargs)
+
+
+def test_refinement_sharpens_a_clean_estimate():
+    # noiseless, fc known: the sparsity fit must get far closer than the start
+    rng = np.random.default_rng(7)
+    theta = np.array([0.1, 0.06, -0.05, 0.04, 0.0, 0.0, 0.03, 0.02])
+    truth = psfkit.zernike_psf(theta, cutoff=0.2, size=33)
+    image = psfkit.simulate_acquisition(data.cells((256, 256), rng=rng), truth, bits=16, rng=rng)
+    from psfkit.learned._refine import refine
+
+    start = np.zeros(8)
+    fitted, fc = refine(image, start, 0.2, indices=NOLL)
+    assert fc == pytest.approx(0.2)
+    before = psfkit.psf_snr(psfkit.zernike_psf(start, cutoff=0.2, size=33), truth, align=True)
+    after = psfkit.psf_snr(psfkit.zernike_psf(fitted, cutoff=0.2, size=33), truth, align=True)
+    assert after > before + 5
+
+
+def test_refine_option_is_validated(case):
+    image, _ = case
+    with pytest.raises(ValueError, match="refine"):
+        psfkit.estimate_psf(image, refine="yes")

@@ -56,6 +56,18 @@ def _noise_to_signal(crop, taper):
     return float(np.clip(floor, 1e-2, 1.0))
 
 
+def prepare_crop(image):
+    """Central crop (<= 256^2), standardised and tapered against wrap-around, and its Wiener regulariser."""
+    h, w = image.shape
+    ch, cw = min(h, _CROP), min(w, _CROP)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    crop = image[y0 : y0 + ch, x0 : x0 + cw].astype(np.float64)
+    crop = (crop - crop.mean()) / max(crop.std(), 1e-12)
+    taper = _taper(crop.shape, min(16, min(ch, cw) // 4))
+    crop = crop * taper
+    return crop, _noise_to_signal(crop, taper)
+
+
 def choose_orientation(image, coefficients, cutoff, *, indices, threshold=0.01):
     """Return ``coefficients`` or their point-reflected variant, whichever fits ``image``.
 
@@ -69,15 +81,7 @@ def choose_orientation(image, coefficients, cutoff, *, indices, threshold=0.01):
     if np.sqrt(np.sum(coefficients[odd] ** 2)) < threshold:
         return coefficients
     psf = zernike_psf(coefficients, cutoff=cutoff, size=_SIZE, indices=indices)
-    # the most contrasted central crop, standardised and tapered against wrap-around
-    h, w = image.shape
-    ch, cw = min(h, _CROP), min(w, _CROP)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    crop = image[y0 : y0 + ch, x0 : x0 + cw].astype(np.float64)
-    crop = (crop - crop.mean()) / max(crop.std(), 1e-12)
-    taper = _taper(crop.shape, min(16, min(ch, cw) // 4))
-    crop = crop * taper
-    epsilon = _noise_to_signal(crop, taper)
+    crop, epsilon = prepare_crop(image)
     direct = sparsity_score(crop, psf, epsilon=epsilon)
     reflected = sparsity_score(crop, psf[::-1, ::-1], epsilon=epsilon)
     return coefficients if direct <= reflected else np.where(odd, -coefficients, coefficients)

@@ -73,7 +73,9 @@ def _align_signs(coefficients, reference):
     return np.take_along_axis(variants, best[..., None, None], axis=-2)[..., 0, :]
 
 
-def estimate_psf(image, *, cutoff=None, max_amplitude=None, size=33, grid=None, device=None, return_coefficients=False):
+def estimate_psf(
+    image, *, cutoff=None, max_amplitude=None, size=33, grid=None, refine=False, device=None, return_coefficients=False
+):
     r"""Estimate the PSF of a microscope image blindly, with the bundled network.
 
     Parameters
@@ -94,6 +96,12 @@ def estimate_psf(image, *, cutoff=None, max_amplitude=None, size=33, grid=None, 
         of regions (centres at ``((i + 0.5) M / gy, (j + 0.5) N / gx)``), in
         the layout that :func:`psfkit.deconvolve` and
         :meth:`psfkit.ProductConvolution.from_grid` accept.
+    refine : bool, optional
+        Refine the network's global estimate by fitting the coefficients (and
+        fc when unknown) to the image, maximising the gradient sparsity of its
+        Wiener deconvolution (:mod:`psfkit.learned._refine`). Experimental:
+        it helps on average on clean images but can also move away from a
+        good estimate (see the benchmark); about 1 s on CPU.
     device : str or torch.device, optional
         Where the network runs; ``None`` uses CUDA when available, else CPU.
     return_coefficients : bool, optional
@@ -177,7 +185,15 @@ def estimate_psf(image, *, cutoff=None, max_amplitude=None, size=33, grid=None, 
     if cutoff is not None:  # exactly the user's value, not its float32 round trip
         fc[:] = cutoff
 
-    global_theta = choose_orientation(image, theta[0], fc[0], indices=NOLL)
+    global_theta, global_fc = theta[0], fc[0]
+    if not isinstance(refine, bool):
+        raise ValueError(f"refine must be True or False, got {refine!r}")
+    if refine:
+        from ._refine import refine as refine_fit
+
+        global_theta, global_fc = refine_fit(image, global_theta, global_fc, indices=NOLL, fit_cutoff=cutoff is None)
+        fc[0] = global_fc
+    global_theta = choose_orientation(image, global_theta, global_fc, indices=NOLL)
     if grid is None:
         psf = zernike_psf(global_theta, cutoff=fc[0], size=size, indices=NOLL)
         info = {"noll": NOLL, "coefficients": global_theta, "cutoff": float(fc[0])}

@@ -1,0 +1,76 @@
+"""Test-time refinement of Zernike coefficients by an image-sparsity fit.
+
+Starting from the network's estimate, the coefficients (and fc when it is
+unknown) are adjusted so that the Wiener deconvolution of the image with
+``zernike_psf(theta, fc)`` has the sparsest gradients, measured by the
+scale-invariant l1/l2 ratio (Krishnan, Tay & Fergus, CVPR 2011): a PSF that is
+too narrow leaves blur, one that is too wide or wrongly shaped leaves ringing,
+and both make gradients less sparse. The physical parametrisation (8 Zernike
+terms) keeps the fit away from the trivial delta solution of free-form blind
+deconvolution. Gradients flow through the differentiable torch PSF.
+
+Measured on 10 held-out benchmark images per noise level (fc known, 100
+Adam steps from theta = 0, best of 4 starts): aligned PSF SNR 9.2 dB without
+noise (half of the images above 19 dB), 3.4 dB at moderate and 1.9 dB at
+strong noise. Its failure cases: dead-leaves specimens (piecewise-constant
+discs), and it can also leave a good starting estimate for a worse optimum
+(seen: 3.7 -> 0.0 dB on a random specimen), hence opt-in.
+"""
+
+import numpy as np
+
+from ._orientation import prepare_crop
+
+_SIZE = 33
+
+
+def _otf(psf, shape):
+    import torch
+
+    padded = torch.zeros(shape, dtype=psf.dtype)
+    p = psf.shape[-1]
+    padded[:p, :p] = psf
+    padded = torch.roll(padded, (-(p // 2), -(p // 2)), dims=(0, 1))
+    return torch.fft.rfft2(padded)
+
+
+def sparsity_objective(theta, cutoff, spectrum, epsilon, shape, indices):
+    """l1/l2 ratio of the gradients of the Wiener deconvolution (torch, differentiable)."""
+    import torch
+
+    from .torch_optics import zernike_psf_torch
+
+    psf = zernike_psf_torch(theta[None], cutoff, size=_SIZE, indices=indices)[0]
+    otf = _otf(psf, shape)
+    restored = torch.fft.irfft2(torch.conj(otf) * spectrum / (otf.abs().square() + epsilon), s=shape)
+    border = _SIZE // 2 + 8
+    inner = restored[border:-border, border:-border]
+    grads = torch.cat([(inner[:, 1:] - inner[:, :-1]).flatten(), (inner[1:, :] - inner[:-1, :]).flatten()])
+    return grads.abs().sum() / grads.square().sum().sqrt()
+
+
+def prepare(image):
+    """Spectrum of the standardised, tapered central crop, its Wiener regulariser and shape."""
+    import torch
+
+    crop, epsilon = prepare_crop(image)
+    return torch.fft.rfft2(torch.from_numpy(crop)), epsilon, crop.shape
+
+
+def refine(image, coefficients, cutoff, *, indices, fit_cutoff=False, iterations=100, learning_rate=0.01):
+    """Refined ``(coefficients, cutoff)`` from a starting estimate."""
+    import torch
+
+    spectrum, epsilon, shape = prepare(image)
+    theta = torch.tensor(np.asarray(coefficients, dtype=np.float64), requires_grad=True)
+    fc = torch.tensor(float(cutoff), dtype=torch.float64, requires_grad=fit_cutoff)
+    optimizer = torch.optim.Adam([theta, fc] if fit_cutoff else [theta], lr=learning_rate)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            loss = sparsity_objective(theta, fc.clamp(0.1, 0.27), spectrum, epsilon, shape, indices)
+            optimizer.zero_grad()
+            loss.backward()
+            if fit_cutoff:
+                fc.grad *= 0.1  # fc moves on a finer scale than the coefficients
+            optimizer.step()
+    return theta.detach().numpy(), float(fc.detach().clamp(0.1, 0.27))
