@@ -52,6 +52,11 @@ def _check_output(path, force):
     return path
 
 
+def _check_format(path):
+    if Path(path).suffix.lower() not in (".tif", ".tiff", ".png"):
+        raise CommandError(f"unsupported output format {Path(path).suffix!r}: use .tif or .png")
+
+
 def write_image(path, array, *, force):
     """Write a float array as TIFF (float32) or as an 8-bit PNG (scaled to its range)."""
     path = _check_output(path, force)
@@ -129,6 +134,7 @@ def cmd_estimate(args):
 
     image = read_image(args.image)
     output = Path(args.output or Path(args.image).with_name(Path(args.image).stem + "_psf.tif"))
+    _check_format(output)
     _check_output(output, args.force)
     cutoff = _cutoff(args)
     psfs = [
@@ -143,6 +149,7 @@ def cmd_deblur(args):
     from .blind import deblur
 
     image = read_image(args.image)
+    _check_format(args.output)
     output = _check_output(args.output, args.force)
     psf_path = output.with_name(output.stem + "_psf.tif")
     _check_output(psf_path, args.force)
