@@ -83,9 +83,9 @@ def window_shape(shape):
 
 
 def threads(workers):
-    """FFT threads for a ``workers`` value with :mod:`scipy.fft`'s meaning (None: 1, -1: all CPUs)."""
+    """FFT threads for a ``workers`` value (None: all CPUs; negative values count back from them, -1: all)."""
     if workers is None:
-        return 1
+        return _fft._WORKERS
     workers = int(workers)
     return workers if workers > 0 else max(1, _fft._WORKERS + 1 + workers)
 

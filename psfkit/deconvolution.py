@@ -128,10 +128,11 @@ def deconvolve(
         integers become float64 (values kept: counts stay counts). float32
         halves memory and is about twice as fast.
     workers : int, optional
-        Threads of the FFTs, as in :mod:`scipy.fft`: None (default) is one
-        thread, a negative value counts back from the number of CPUs (-1: all
-        of them). Threads pay off on large images and idle cores; on a busy
-        machine they can make every transform several times slower.
+        Threads of the FFTs of large images (at least 2^18 samples; smaller
+        transforms always run on one thread): None (default) uses every CPU,
+        a positive value that many, a negative value counts back from the
+        number of CPUs (-1: all of them). On a machine already busy with
+        other work, ``workers=1`` can be several times faster.
 
     Returns
     -------
