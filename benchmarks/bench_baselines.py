@@ -49,6 +49,7 @@ import psfkit  # noqa: E402
 from psfkit.baselines import goldstein_fattal, l0_gradient  # noqa: E402
 from psfkit.baselines._tv import padded_tv_deconvolve  # noqa: E402
 from psfkit.metrics import psf_snr  # noqa: E402
+from _common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "baselines.json"
 SIZE = 256
@@ -73,20 +74,6 @@ REFERENCE = {
     ("fluo", "zernike2", 0.01): {"l0": (3.2, 3.2), "gf": (0.9, 0.6)},
 }
 REFERENCE_TIME_S = {"l0": (0.92 + 0.27, 1.00 + 0.32), "gf_ks19": (11.0, 12.8), "gf_ks25": (17.3, 20.5)}
-
-
-def machine_info():
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "psfkit": psfkit.__version__,
-    }
-    if hasattr(os, "getloadavg"):
-        info["loadavg_1min_start"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def camera_image(size):

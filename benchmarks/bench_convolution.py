@@ -41,40 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from psfkit import _fft as fft_backend  # noqa: E402  (its thread count is reported and can be overridden)
 from psfkit.convolution import convolve  # noqa: E402
 from psfkit.space_varying import ProductConvolution  # noqa: E402
+from _common import machine_info, timeit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "convolution.json"
 DEEPINV_QUOTED_S = (0.3, 0.4)
-
-
-def timeit(func, repeat):
-    """Minimum wall-clock and process CPU seconds over ``repeat`` calls after a warm-up."""
-    func()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        func()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return min(wall), min(cpu)
-
-
-def machine_info():
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
-    try:
-        import pyfftw
-
-        info["pyfftw"] = pyfftw.__version__
-    except ImportError:
-        info["pyfftw"] = None
-    if hasattr(os, "getloadavg"):
-        info["loadavg_1min"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def fraunhofer_grid(grid=(4, 4), size=33, cutoff=0.2, seed=0):

@@ -40,32 +40,11 @@ from skimage.restoration import richardson_lucy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from psfkit import data, deconvolve, simulate_acquisition, zernike_psf  # noqa: E402
+from _common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "deconvolution_speed.json"
 PSF_SIZE = 33
 N_LOW, N_HIGH = 2, 12
-
-
-def machine_info():
-    info = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-    }
-    try:
-        import pyfftw
-
-        info["pyfftw"] = pyfftw.__version__
-    except ImportError:
-        info["pyfftw"] = None
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
 
 
 def per_iteration(runs, repeat):

@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from psfkit import data, deconvolve, simulate_acquisition, zernike_psf  # noqa: E402
 from psfkit.space_varying import grid_weights, product_convolution  # noqa: E402
+from _common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "deconvolution_quality.json"
 
@@ -204,18 +205,6 @@ def mean_scores(rows, methods):
 def summarise(rows, methods, key):
     return {level: mean_scores([r for r in rows if r[key] == level], methods)
             for level in dict.fromkeys(r[key] for r in rows)}
-
-
-def machine_info():
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-    }
 
 
 def main(argv=None):

@@ -42,6 +42,7 @@ import scipy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from psfkit.psf import airy_psf, zernike_psf  # noqa: E402
+from _common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "zernike.json"
 DEEPINV_QUOTED_MS = (3.0, 8.0)
@@ -56,28 +57,6 @@ def timeit(func, repeat):
         func()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def machine_info():
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        info["torch"] = None
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        info[variable] = os.environ.get(variable)
-    if hasattr(os, "getloadavg"):
-        info["loadavg_1min"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def relative_l2(estimate, reference):

@@ -126,6 +126,24 @@ def new_buffer(lead, geom, dtype):
     return buffer, buffer[(...,) + geom.interior]
 
 
+def _axis_slicer(geom, axis):
+    """Index builder along ``axis`` over the part of the buffer already filled on the other axes."""
+    nd = geom.ndim
+    idx = [slice(None)] * nd
+    for other in range(nd):
+        if other > axis:
+            idx[other] = geom.interior[other]
+        elif other < axis:
+            idx[other] = slice(0, geom.before[other] + geom.image_shape[other] + geom.after[other])
+
+    def sl(s):
+        full = list(idx)
+        full[axis] = s
+        return (...,) + tuple(full)
+
+    return sl
+
+
 def fill_borders(buffer, geom):
     """Write the reflected borders around the interior, in place (``E``).
 
@@ -137,19 +155,7 @@ def fill_borders(buffer, geom):
     nd = geom.ndim
     for axis in range(nd):
         b, a, n = geom.before[axis], geom.after[axis], geom.image_shape[axis]
-        # Restrict the other axes to what has been filled so far.
-        idx = [slice(None)] * nd
-        for other in range(nd):
-            if other > axis:
-                idx[other] = geom.interior[other]
-            elif other < axis:
-                idx[other] = slice(0, geom.before[other] + geom.image_shape[other] + geom.after[other])
-
-        def sl(s, idx=idx, axis=axis):
-            full = list(idx)
-            full[axis] = s
-            return (...,) + tuple(full)
-
+        sl = _axis_slicer(geom, axis)  # only what has been filled so far on the other axes
         if b:
             buffer[sl(slice(0, b))] = np.flip(buffer[sl(slice(b, 2 * b))], axis=axis - nd)
         if a:
@@ -174,18 +180,7 @@ def extend_adjoint(z, geom):
         # Fold the axes in the reverse order of fill_borders.
         for axis in reversed(range(nd)):
             b, a, n = geom.before[axis], geom.after[axis], geom.image_shape[axis]
-            idx = [slice(None)] * nd
-            for other in range(nd):
-                if other > axis:
-                    idx[other] = geom.interior[other]
-                elif other < axis:
-                    idx[other] = slice(0, geom.before[other] + geom.image_shape[other] + geom.after[other])
-
-            def sl(s, idx=idx, axis=axis):
-                full = list(idx)
-                full[axis] = s
-                return (...,) + tuple(full)
-
+            sl = _axis_slicer(geom, axis)
             if b:
                 z[sl(slice(b, 2 * b))] += np.flip(z[sl(slice(0, b))], axis=axis - nd)
             if a:
