@@ -6,16 +6,13 @@ They differ in the phase of the transfer function: deconvolving with the
 wrong one leaves an all-pass phase error that smears edges into oscillating
 tails. Natural and biological images have sparse gradients, so the candidate
 whose deconvolution has the sparser gradients (lower l1/l2 ratio, Krishnan et
-al., CVPR 2011) is kept.
+al., CVPR 2011) is kept -- the criterion that :mod:`._refine` optimises.
 """
 
 import numpy as np
 
-from .._fft import irfftn, psf_to_otf, rfftn
-
 _ODD = np.array([False, False, False, True, True, True, True, False])
 _CROP = 256
-_SIZE = 33
 
 
 def _taper(shape, width):
@@ -26,17 +23,6 @@ def _taper(shape, width):
         w[:width], w[n - width :] = r, r[::-1]
         ramps.append(w)
     return ramps[0][:, None] * ramps[1][None, :]
-
-
-def sparsity_score(image, psf, *, epsilon=1e-2):
-    """l1/l2 ratio of the gradients of a Wiener deconvolution (lower = sparser)."""
-    shape = image.shape
-    otf = psf_to_otf(psf, shape)
-    restored = irfftn(np.conj(otf) * rfftn(image) / (np.abs(otf) ** 2 + epsilon), shape)
-    border = _SIZE // 2 + 8
-    inner = restored[border:-border, border:-border]
-    grads = np.concatenate([np.diff(inner, axis=0).ravel(), np.diff(inner, axis=1).ravel()])
-    return float(np.abs(grads).sum() / max(np.sqrt(np.square(grads).sum()), 1e-30))
 
 
 def _noise_to_signal(crop, taper):
@@ -74,14 +60,19 @@ def choose_orientation(image, coefficients, cutoff, *, indices, threshold=0.01):
     Odd terms smaller than ``threshold`` waves in total (RMS) make both
     candidates nearly identical; the estimate is returned unchanged then.
     """
-    from ..psf import zernike_psf
+    import torch
+
+    from ._refine import prepare, sparsity_objective
 
     coefficients = np.asarray(coefficients, dtype=np.float64)
     odd = _ODD[: len(coefficients)]
     if np.sqrt(np.sum(coefficients[odd] ** 2)) < threshold:
         return coefficients
-    psf = zernike_psf(coefficients, cutoff=cutoff, size=_SIZE, indices=indices)
-    crop, epsilon = prepare_crop(image)
-    direct = sparsity_score(crop, psf, epsilon=epsilon)
-    reflected = sparsity_score(crop, psf[::-1, ::-1], epsilon=epsilon)
-    return coefficients if direct <= reflected else np.where(odd, -coefficients, coefficients)
+    reflected = np.where(odd, -coefficients, coefficients)  # the point-reflected PSF
+    spectrum, epsilon, shape = prepare(image)
+    with torch.no_grad():
+        scores = [
+            float(sparsity_objective(torch.from_numpy(c), float(cutoff), spectrum, epsilon, shape, indices))
+            for c in (coefficients, reflected)
+        ]
+    return coefficients if scores[0] <= scores[1] else reflected

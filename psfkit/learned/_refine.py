@@ -24,24 +24,15 @@ from ._orientation import prepare_crop
 _SIZE = 33
 
 
-def _otf(psf, shape):
-    import torch
-
-    padded = torch.zeros(shape, dtype=psf.dtype)
-    p = psf.shape[-1]
-    padded[:p, :p] = psf
-    padded = torch.roll(padded, (-(p // 2), -(p // 2)), dims=(0, 1))
-    return torch.fft.rfft2(padded)
-
-
 def sparsity_objective(theta, cutoff, spectrum, epsilon, shape, indices):
     """l1/l2 ratio of the gradients of the Wiener deconvolution (torch, differentiable)."""
     import torch
 
+    from .synthesis import psf_to_otf
     from .torch_optics import zernike_psf_torch
 
     psf = zernike_psf_torch(theta[None], cutoff, size=_SIZE, indices=indices)[0]
-    otf = _otf(psf, shape)
+    otf = psf_to_otf(psf, shape)
     restored = torch.fft.irfft2(torch.conj(otf) * spectrum / (otf.abs().square() + epsilon), s=shape)
     border = _SIZE // 2 + 8
     inner = restored[border:-border, border:-border]

@@ -122,15 +122,23 @@ def random_parameters(batch, generator, *, max_amplitude_range=(0.02, 0.25)):
     return coefficients, cutoff, theta_max
 
 
+def psf_to_otf(psfs, shape):
+    """Real-FFT transfer functions of (..., P, P) centred PSFs on a grid of ``shape``.
+
+    The torch twin of :func:`psfkit._fft.psf_to_otf`: the PSF centre (index
+    ``P // 2``) goes to the origin, so convolution does not translate.
+    """
+    p = psfs.shape[-1]
+    padded = torch.zeros(psfs.shape[:-2] + tuple(shape), dtype=psfs.dtype, device=psfs.device)
+    padded[..., :p, :p] = psfs
+    padded = torch.roll(padded, shifts=(-(p // 2), -(p // 2)), dims=(-2, -1))
+    return torch.fft.rfft2(padded)
+
+
 def blur(specimens, psfs):
     """Circular FFT convolution of (B, S, S) specimens with (B, P, P) centred PSFs."""
-    size = specimens.shape[-1]
-    p = psfs.shape[-1]
-    padded = torch.zeros_like(specimens)
-    padded[:, :p, :p] = psfs
-    padded = torch.roll(padded, shifts=(-(p // 2), -(p // 2)), dims=(1, 2))
-    otf = torch.fft.rfft2(padded)
-    return torch.fft.irfft2(torch.fft.rfft2(specimens) * otf, s=(size, size))
+    shape = specimens.shape[-2:]
+    return torch.fft.irfft2(torch.fft.rfft2(specimens) * psf_to_otf(psfs, shape), s=shape)
 
 
 def acquire(blurred, generator, *, noiseless_fraction=0.15, min_gain=5.0):
