@@ -12,7 +12,9 @@ identification latency), ``baselines`` (fidelity of l0-gradient and
 Goldstein-Fattal against the IPOL reference figures) and ``deconvolution``
 (non-blind quality). No suite named: all of them. ``--quick`` runs the
 CI-sized version of each. Every script prints Markdown tables and writes
-``benchmarks/results/<name>.json``; see benchmarks/README.md for the protocol.
+``benchmarks/results/<name>.json``; a full run then draws
+``benchmarks/results/<name>.png`` (``plots.py``). See benchmarks/README.md for
+the protocol.
 """
 
 import argparse
@@ -59,6 +61,14 @@ def main(argv=None):
             print(f"\n({suite} finished in {time.perf_counter() - start:.0f} s, exit {code})", flush=True)
             if code:
                 failed.append(" ".join(command))
+    if not args.quick:  # figures of the full results only
+        try:
+            import plots
+
+            for path in plots.write_all():
+                print(f"wrote {path}")
+        except ImportError as error:  # matplotlib is optional
+            print(f"figures skipped: {error}")
     if failed:
         print("failed: " + "; ".join(failed))
         return 1

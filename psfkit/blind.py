@@ -4,7 +4,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_choice
 
-_METHODS = ("auto", "rl-tv", "rl", "fista", "wiener")
+_METHODS = ("auto", "unrolled", "rl-tv", "rl", "fista", "wiener")
 
 
 def camera_background(image):
@@ -16,6 +16,11 @@ def camera_background(image):
     from scipy.ndimage import median_filter
 
     return float(np.percentile(median_filter(image, size=3, mode="reflect"), 0.5))
+
+
+def _auto_method(iterations, regularization):
+    tuned = iterations is not None or not (isinstance(regularization, str) and regularization == "auto")
+    return "rl-tv" if tuned else "unrolled"
 
 
 def deblur(
@@ -44,9 +49,12 @@ def deblur(
         Known bound (waves) on the aberration coefficients.
     grid : (int, int), optional
         Estimate and remove a space-varying blur from a ``gy x gx`` PSF map.
-    method : {"auto", "rl-tv", "rl", "fista", "wiener"}, optional
-        Deconvolution method; ``"auto"`` is Richardson-Lucy with total
-        variation and automatic regularisation.
+    method : {"auto", "unrolled", "rl-tv", "rl", "fista", "wiener"}, optional
+        Deconvolution method (see :func:`psfkit.deconvolve`). ``"auto"``
+        (default) is the learned ``"unrolled"`` network, which was trained
+        with estimated PSFs and is the most robust to their errors (see the
+        deblurring benchmark); if ``iterations`` or a numeric
+        ``regularization`` is given it is ``"rl-tv"``, whose knobs those are.
     iterations : int, optional
         Iterations of the deconvolution (its default if None).
     regularization : "auto" or float, optional
@@ -54,7 +62,7 @@ def deblur(
     size : int, optional
         Side of the estimated PSF window.
     device : str, optional
-        Where the identification network runs (CUDA when available).
+        Where the networks run (CUDA when available).
     progress : bool, optional
         Show a progress bar during deconvolution.
 
@@ -84,14 +92,15 @@ def deblur(
     image = as_float_array(image, "image", ndim=2)
     check_choice(method, "method", _METHODS)
     psf = estimate_psf(image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, device=device)
-    background = camera_background(image)
+    background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
     restored = deconvolve(
         image,
         psf,
-        method="rl-tv" if method == "auto" else method,
+        method=_auto_method(iterations, regularization) if method == "auto" else method,
         iterations=iterations,
         regularization=regularization,
         background=background,
         progress=progress,
+        device=device,
     )
     return restored, psf

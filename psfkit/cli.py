@@ -216,7 +216,7 @@ def parser():
         c.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
         c.add_argument("--force", action="store_true", help="overwrite existing outputs")
         if name == "deblur":
-            c.add_argument("--method", default="auto", help="auto, rl-tv, rl, fista or wiener")
+            c.add_argument("--method", default="auto", help="auto (the unrolled network; rl-tv when --iterations is given), unrolled, rl-tv, rl, fista or wiener")
             c.add_argument("--iterations", type=int, default=None)
         c.set_defaults(run=cmd_estimate if name == "estimate" else cmd_deblur)
     return p

@@ -36,6 +36,7 @@ def deconvolve(
     callback=None,
     dtype=None,
     workers=None,
+    device=None,
 ):
     r"""Restore an image blurred by a known PSF or space-varying PSF model.
 
@@ -72,8 +73,15 @@ def deconvolve(
           penalty): one FFT filter for a single PSF with ``"periodic"`` or
           ``"reflect"`` borders, a preconditioned conjugate gradient
           otherwise.
-        - ``"unrolled"``: the learned unrolled network; not available yet
-          (raises ``NotImplementedError``).
+        - ``"unrolled"``: the learned unrolled network (2-D images): a few
+          Douglas–Rachford steps, each an exact regularised inverse for the
+          given PSF (conjugate gradients for a space-varying one) followed by
+          a learned proximal network that reads the noise map measured by
+          :func:`psfkit.estimate_noise`. Its steps and regularisation are fixed
+          by training (``iterations`` and ``regularization`` must keep their
+          defaults); the image is extended by reflection (``"periodic"``
+          wraps instead). Its model card is in
+          ``psfkit/learned/weights/unrolled.json``.
     iterations : int, optional
         Number of iterations (CG iterations at most for ``"wiener"``, ignored
         by its one-shot filter). Default: 50 for ``"rl-tv"``, 100 for
@@ -133,6 +141,9 @@ def deconvolve(
         a positive value that many, a negative value counts back from the
         number of CPUs (-1: all of them). On a machine already busy with
         other work, ``workers=1`` can be several times faster.
+    device : str, optional
+        Where ``method="unrolled"`` runs: ``"cpu"``, ``"cuda"`` or None
+        (default: CUDA when available). Ignored by the other methods.
 
     Returns
     -------
@@ -147,9 +158,9 @@ def deconvolve(
         If ``image`` or ``psf`` contains NaN or infinite values, a PSF is
         negative, sums to zero or is larger than the image, the PSF grid or
         weights do not match the image, an option is unknown, ``iterations``
-        < 1, or ``regularization`` is out of range.
-    NotImplementedError
-        For ``method="unrolled"``.
+        < 1, or ``regularization`` is out of range; for ``"unrolled"``, a
+        non-2-D image, ``iterations`` or a numeric ``regularization``, or an
+        unavailable ``device``.
 
     Notes
     -----
@@ -269,11 +280,6 @@ def deconvolve(
     dtype('float32')
     """
     check_choice(method, "method", METHODS)
-    if method == "unrolled":
-        raise NotImplementedError(
-            'method="unrolled" needs the learned unrolled network, which is not available in this version of '
-            'psfkit yet; use method="rl-tv", "rl", "fista" or "wiener"'
-        )
     check_choice(boundary, "boundary", BOUNDARIES)
     check_choice(prior, "prior", PRIORS)
     if prior != "tv" and method != "fista":
@@ -285,7 +291,7 @@ def deconvolve(
     workers = _check_workers(workers)
     if iterations is not None:
         iterations = _check_iterations(iterations)
-    elif method != "rl":
+    elif method in DEFAULT_ITERATIONS:
         iterations = DEFAULT_ITERATIONS[method]
 
     if dtype is not None:
@@ -296,6 +302,8 @@ def deconvolve(
     dtype = image.dtype
     ndim = image.ndim
     psfs, weights, order = _blur_model(psf, image.shape, boundary)
+    if method == "unrolled":
+        return _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device)
 
     lam = _check_regularization(regularization, method, ndim)
     data = image
@@ -323,6 +331,25 @@ def deconvolve(
         if bar is not None:
             bar.close()
     return np.array(estimate[problem.crop], dtype=dtype, copy=True)
+
+
+def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device):
+    if image.ndim != 2:
+        raise ValueError(f'method="unrolled" restores 2-D images, got an image of shape {image.shape}')
+    if iterations is not None or not (isinstance(regularization, str) and regularization == "auto"):
+        raise ValueError(
+            'method="unrolled" has its number of steps and its regularisation fixed by training; '
+            "leave iterations=None and regularization=\"auto\""
+        )
+    if weights is not None and weights.shape[1:] != image.shape:  # extended-field weights: the image part
+        top, left = ((w - n) // 2 for w, n in zip(weights.shape[1:], image.shape))
+        weights = weights[:, top : top + image.shape[0], left : left + image.shape[1]]
+    from psfkit.learned.unrolled import deconvolve_unrolled
+
+    restored = deconvolve_unrolled(
+        image, psfs, weights, order, background=background, periodic=boundary == "periodic", device=device
+    )
+    return restored.astype(image.dtype, copy=False)
 
 
 # ----------------------------------------------------------------- checking

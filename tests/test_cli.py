@@ -44,6 +44,9 @@ def test_deblur_refuses_to_overwrite_without_force(image_file, tmp_path):
     assert again.returncode == 2
     assert "exists" in again.stderr and "--force" in again.stderr
     assert "Traceback" not in again.stderr
+    learned = run("deblur", str(image_file), "-o", str(out), "--method", "unrolled", "--force", cwd=tmp_path)
+    assert learned.returncode == 0, learned.stderr
+    assert np.all(np.isfinite(tifffile.imread(out)))
 
 
 @pytest.mark.parametrize(

@@ -369,9 +369,3 @@ def test_mismatched_product_convolution():
     with pytest.raises(ValueError, match="non-negative blur"):
         deconvolve(y, signed, method="rl")
     assert np.all(np.isfinite(deconvolve(y, signed, method="wiener", iterations=5)))
-
-
-def test_unrolled_is_not_available_yet():
-    y = convolve(blobs(), gaussian_psf())
-    with pytest.raises(NotImplementedError, match="learned unrolled network"):
-        deconvolve(y, gaussian_psf(), method="unrolled")

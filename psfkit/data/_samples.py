@@ -88,7 +88,7 @@ def _celegans_counts():
 
 
 def celegans():
-    """Real 2D Airyscan image of a *C. elegans* intestine (bundled sample).
+    """Real 2D Airyscan image of a *Caenorhabditis elegans* intestine (bundled sample).
 
     Read from a compressed NumPy copy of ``samples/celegans.tif`` (the
     original TIFF is bundled too), so no TIFF reader is needed. Pixel size

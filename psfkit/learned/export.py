@@ -17,6 +17,8 @@ import shlex
 from pathlib import Path
 
 from ._weights import WEIGHTS_DIR, sha256
+from .train_identifier import DATA_RECIPE as IDENTIFIER_RECIPE
+from .train_identifier import VALIDATION_SET as IDENTIFIER_VALIDATION
 
 
 def export(run_dir, name="identifier", validation=None, notes=None):
@@ -36,7 +38,8 @@ def export(run_dir, name="identifier", validation=None, notes=None):
     path = WEIGHTS_DIR / f"{name}.pt"
     torch.save(weights, path)
     args = training["args"]
-    command = "python -m psfkit.learned.train_identifier " + " ".join(
+    module = training.get("module", "psfkit.learned.train_identifier")
+    command = f"python -m {module} " + " ".join(
         f"--{k.replace('_', '-')} {shlex.quote(str(v))}" if not isinstance(v, bool) else (f"--{k.replace('_', '-')}" if v else "")
         for k, v in args.items()
         if v is not None and k not in ("quiet",)
@@ -54,17 +57,8 @@ def export(run_dir, name="identifier", validation=None, notes=None):
         "hardware": training["hardware"],
         "device": training["device"],
         "validation_history": training["history"],
-        "data_recipe": (
-            "synthetic only (psfkit.learned.synthesis): specimens from psfkit.data.random_specimen (80%) and "
-            "crops of scikit-image's bundled images (20%, random scale 0.5-1.5 and gamma 0.5-2), random rot90/flip; "
-            "Noll 4-11 coefficients U[-theta_max, theta_max], theta_max U[0.02, 0.25] (curriculum: upper bound "
-            "0.1 -> 0.25 over the first quarter), fc U[0.125, 0.25]; blur by FFT with a 64x64 PSF; camera: gain "
-            "log-U[5, 5000] photons/unit, background U[0, 0.1] (70%), read noise log-U[0.3, 10] e-, ADU gain "
-            "U[0.5, 2], offset U[0, 500] ADU, 16-bit quantisation, salt-and-pepper 1e-5, 15% noiseless; "
-            "crops 128/192/256 px; input = Welch log power spectrum (64x64 windows, half overlap, top half by "
-            "contrast); fc and theta_max each given to the network with probability 0.5."
-        ),
-        "validation_set": "4 x 64 samples, crops 256 px, specimens and seeds disjoint from training (seed 10000 + seed)",
+        "data_recipe": training.get("data_recipe", IDENTIFIER_RECIPE),
+        "validation_set": training.get("validation_set", IDENTIFIER_VALIDATION),
     }
     if validation is not None:
         card["benchmark"] = json.loads(Path(validation).read_text())

@@ -11,16 +11,15 @@ when started again with the same ``--out``. ``--minutes`` stops a run early
 used when available (``--device``).
 """
 
-import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._training import load_checkpoint, save_checkpoint, training_parser, write_info
 from .identifier_net import IdentifierNet
 from .synthesis import NOLL, SpecimenPool, canonical, make_batch, sign_variants
 from .torch_optics import zernike_psf_torch
@@ -28,6 +27,17 @@ from .torch_optics import zernike_psf_torch
 CROPS = (128, 192, 256)
 CROP_WEIGHTS = (0.3, 0.3, 0.4)
 PSF_SIZE = 33
+DATA_RECIPE = (
+    "synthetic only (psfkit.learned.synthesis): specimens from psfkit.data.random_specimen (80%) and "
+    "crops of scikit-image's bundled images (20%, random scale 0.5-1.5 and gamma 0.5-2), random rot90/flip; "
+    "Noll 4-11 coefficients U[-theta_max, theta_max], theta_max U[0.02, 0.25] (curriculum: upper bound "
+    "0.1 -> 0.25 over the first quarter), fc U[0.125, 0.25]; blur by FFT with a 64x64 PSF; camera: gain "
+    "log-U[5, 5000] photons/unit, background U[0, 0.1] (70%), read noise log-U[0.3, 10] e-, ADU gain "
+    "U[0.5, 2], offset U[0, 500] ADU, 16-bit quantisation, salt-and-pepper 1e-5, 15% noiseless; "
+    "crops 128/192/256 px; input = Welch log power spectrum (64x64 windows, half overlap, top half by "
+    "contrast); fc and theta_max each given to the network with probability 0.5."
+)
+VALIDATION_SET = "4 x 64 samples, crops 256 px, specimens and seeds disjoint from training (seed 10000 + seed)"
 
 
 def psf_error(estimate, reference):
@@ -124,10 +134,6 @@ def validate(net, batches):
     }
 
 
-def _rng_state(generator, np_rng):
-    return {"torch": generator.get_state(), "numpy": json.dumps(np_rng.bit_generator.state)}
-
-
 def train(args):
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -144,13 +150,7 @@ def train(args):
     elapsed = 0.0
     history = []
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
-        generator.set_state(state["rng_torch"])
-        np_rng.bit_generator.state = json.loads(state["rng_numpy"])
-        history = json.loads(state["history"])
+        step, elapsed, history = load_checkpoint(checkpoint_path, net, optimizer, generator, np_rng, device)
         print(f"resumed from step {step} ({elapsed / 60:.1f} min trained)")
 
     # the validation set uses its own specimens and seeds, never seen in training
@@ -197,55 +197,24 @@ def train(args):
 
 
 def _save(path, net, optimizer, step, elapsed, generator, np_rng, history, args=None):
-    state = {
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "elapsed": elapsed,
-        "rng_torch": generator.get_state(),
-        "rng_numpy": json.dumps(np_rng.bit_generator.state),
-        "history": json.dumps(history),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save_checkpoint(path, net, optimizer, step, elapsed, generator, np_rng, history)
     if args is not None:
         _write_info(path.parent, args, step, elapsed, history, next(net.parameters()).device)
 
 
 def _write_info(out, args, step, elapsed, history, device):
-    info = {
-        "step": step,
-        "total_steps": args.steps,
-        "minutes": round(elapsed / 60, 2),
-        "device": str(device),
-        "hardware": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s)"
-        + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
-        "args": vars(args),
-        "history": history,
-    }
-    (out / "training.json").write_text(json.dumps(info, indent=1))
-    return info
+    return write_info(out, args, step, elapsed, history, device, module="psfkit.learned.train_identifier",
+                      data_recipe=DATA_RECIPE, validation_set=VALIDATION_SET)
 
 
 def parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/identifier", help="run folder (checkpoint, logs)")
-    p.add_argument("--steps", type=int, default=20000, help="total optimisation steps of the schedule")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pool", type=int, default=2000, help="specimens kept in memory")
+    p = training_parser(__doc__, out="runs/identifier", steps=20000, batch=32, lr=1e-3, pool=2000, validate_every=1000,
+                        checkpoint_every=500, threads=2)
     p.add_argument("--refresh", type=int, default=4, help="specimens replaced every --refresh-every steps")
     p.add_argument("--refresh-every", type=int, default=1)
     p.add_argument("--val-batches", type=int, default=4)
     p.add_argument("--val-batch", type=int, default=64, help="size of each validation batch")
-    p.add_argument("--validate-every", type=int, default=1000)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this wall time")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default=None)
-    p.add_argument("--quiet", action="store_true")
     return p
 
 
