@@ -161,3 +161,13 @@ def test_deblur_with_the_unrolled_network(acquisition):
     assert np.all(np.isfinite(restored))
     with pytest.raises(ValueError, match="fixed by training"):
         psfkit.deblur(y, method="unrolled", iterations=4)
+
+
+def test_normalize_large_images_by_subsampling(monkeypatch):
+    import psfkit.learned.unrolled as unrolled
+
+    images = torch.linspace(0, 1, 64 * 64).reshape(1, 1, 64, 64)
+    exact = normalize(images)
+    monkeypatch.setattr(unrolled, "_QUANTILE_SAMPLES", 500)
+    approx = unrolled.normalize(images)
+    assert torch.allclose(exact[1], approx[1], atol=0.01) and torch.allclose(exact[2], approx[2], atol=0.02)

@@ -6,6 +6,7 @@ import torch
 
 PSF_SIZE = 33  # the PSF window the network was trained with
 _MULTIPLE = 4  # the U-Net downsamples twice
+_QUANTILE_SAMPLES = 1 << 22
 
 
 def normalize(images):
@@ -17,6 +18,8 @@ def normalize(images):
     ``lo`` and ``scale`` of shape (B, 1, 1, 1).
     """
     pooled = torch.nn.functional.avg_pool2d(images, 3, stride=1).flatten(1)
+    if pooled.shape[1] > _QUANTILE_SAMPLES:  # torch.quantile's size limit; a regular subsample suffices
+        pooled = pooled[:, :: -(-pooled.shape[1] // _QUANTILE_SAMPLES)]
     levels = torch.quantile(pooled, torch.tensor([0.005, 0.995], dtype=pooled.dtype, device=pooled.device), dim=1)
     lo = levels[0].reshape(-1, 1, 1, 1)
     scale = (levels[1].reshape(-1, 1, 1, 1) - lo).clamp_min(1e-12)
