@@ -18,11 +18,6 @@ def camera_background(image):
     return float(np.percentile(median_filter(image, size=3, mode="reflect"), 0.5))
 
 
-def _auto_method(iterations, regularization):
-    tuned = iterations is not None or not (isinstance(regularization, str) and regularization == "auto")
-    return "rl-tv" if tuned else "unrolled"
-
-
 def deblur(
     image,
     *,
@@ -86,17 +81,19 @@ def deblur(
     >>> restored.shape, psf.shape
     ((128, 128), (33, 33))
     """
-    from .deconvolution import deconvolve
+    from .deconvolution import automatic_settings, deconvolve
     from .learned.identification import estimate_psf
 
     image = as_float_array(image, "image", ndim=2)
     check_choice(method, "method", _METHODS)
     psf = estimate_psf(image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, device=device)
+    if method == "auto":  # iterations and a weight are rl-tv's knobs; without them the learned network
+        method = "unrolled" if automatic_settings(iterations, regularization) else "rl-tv"
     background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
     restored = deconvolve(
         image,
         psf,
-        method=_auto_method(iterations, regularization) if method == "auto" else method,
+        method=method,
         iterations=iterations,
         regularization=regularization,
         background=background,

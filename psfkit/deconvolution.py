@@ -333,10 +333,15 @@ def deconvolve(
     return np.array(estimate[problem.crop], dtype=dtype, copy=True)
 
 
+def automatic_settings(iterations, regularization):
+    """Whether the caller left ``iterations`` and ``regularization`` to psfkit."""
+    return iterations is None and isinstance(regularization, str) and regularization == "auto"
+
+
 def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device):
     if image.ndim != 2:
         raise ValueError(f'method="unrolled" restores 2-D images, got an image of shape {image.shape}')
-    if iterations is not None or not (isinstance(regularization, str) and regularization == "auto"):
+    if not automatic_settings(iterations, regularization):
         raise ValueError(
             'method="unrolled" has its number of steps and its regularisation fixed by training; '
             "leave iterations=None and regularization=\"auto\""

@@ -24,6 +24,21 @@ def model_card(name):
     return json.loads(path.read_text())
 
 
+# bundled network name -> (module, class) that builds it
+_ARCHITECTURES = {"identifier": ("identifier_net", "IdentifierNet"), "unrolled": ("unrolled_net", "UnrolledDeblur")}
+
+
+@functools.lru_cache(maxsize=8)
+def bundled_network(name, device_name):
+    """The bundled network ``name`` with its verified weights, in eval mode on ``device_name`` (cached)."""
+    import importlib
+
+    module, cls = _ARCHITECTURES[name]
+    net = getattr(importlib.import_module(f"psfkit.learned.{module}"), cls)()
+    net.load_state_dict(load_state_dict(name))
+    return net.eval().to(device_name)
+
+
 @functools.lru_cache(maxsize=8)
 def load_state_dict(name):
     """State dict of the bundled network ``name``, verified against its model card."""

@@ -1,11 +1,10 @@
 """Blind PSF identification from one image: :func:`estimate_psf`."""
 
-import functools
-
 import numpy as np
 
 from .._validation import as_float_array, check_positive
 from ._orientation import choose_orientation
+from ._weights import bundled_network
 
 NOLL = tuple(range(4, 12))
 _EVEN = np.array([True, True, True, False, False, False, False, True])
@@ -24,16 +23,6 @@ def _resolve_device(device):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available")
     return device
-
-
-@functools.lru_cache(maxsize=4)
-def _network(device_name):
-    from ._weights import load_state_dict
-    from .identifier_net import IdentifierNet
-
-    net = IdentifierNet()
-    net.load_state_dict(load_state_dict("identifier"))
-    return net.eval().to(device_name)
 
 
 def _check_condition(value, name, lo, hi):
@@ -165,7 +154,7 @@ def estimate_psf(
         ):
             raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
     device = _resolve_device(device)
-    net = _network(str(device))
+    net = bundled_network("identifier", str(device))
 
     regions = [[(slice(None), slice(None))]]
     if grid is not None:

@@ -123,15 +123,15 @@ def random_parameters(batch, generator, *, max_amplitude_range=(0.02, 0.25)):
 
 
 def psf_to_otf(psfs, shape):
-    """Real-FFT transfer functions of (..., P, P) centred PSFs on a grid of ``shape``.
+    """Real-FFT transfer functions of (..., h, w) centred PSFs on a grid of ``shape``.
 
     The torch twin of :func:`psfkit._fft.psf_to_otf`: the PSF centre (index
-    ``P // 2``) goes to the origin, so convolution does not translate.
+    ``(h // 2, w // 2)``) goes to the origin, so convolution does not translate.
     """
-    p = psfs.shape[-1]
+    h, w = psfs.shape[-2:]
     padded = torch.zeros(psfs.shape[:-2] + tuple(shape), dtype=psfs.dtype, device=psfs.device)
-    padded[..., :p, :p] = psfs
-    padded = torch.roll(padded, shifts=(-(p // 2), -(p // 2)), dims=(-2, -1))
+    padded[..., :h, :w] = psfs
+    padded = torch.roll(padded, shifts=(-(h // 2), -(w // 2)), dims=(-2, -1))
     return torch.fft.rfft2(padded)
 
 

@@ -1,7 +1,5 @@
 """Deconvolution with the unrolled network: ``deconvolve(..., method="unrolled")``."""
 
-import functools
-
 import torch
 
 PSF_SIZE = 33  # the PSF window the network was trained with
@@ -32,16 +30,6 @@ def pad_field(images, margin):
     extra_h = -(h + 2 * margin) % _MULTIPLE
     extra_w = -(w + 2 * margin) % _MULTIPLE
     return torch.nn.functional.pad(images, (margin, margin + extra_w, margin, margin + extra_h), mode="reflect")
-
-
-@functools.lru_cache(maxsize=4)
-def _network(device_name):
-    from ._weights import load_state_dict
-    from .unrolled_net import UnrolledDeblur
-
-    net = UnrolledDeblur()
-    net.load_state_dict(load_state_dict("unrolled"))
-    return net.eval().to(device_name)
 
 
 def _noise_std(image):
@@ -76,10 +64,12 @@ def deconvolve_unrolled(image, psfs, weights, order, *, background=0.0, periodic
     import numpy as np
 
     from .identification import _resolve_device
+    from ._weights import bundled_network
+    from .synthesis import psf_to_otf
     from .unrolled_net import FourierBlur, ProductConvolutionBlur
 
     device = _resolve_device(device)
-    net = _network(str(device))
+    net = bundled_network("unrolled", str(device))
     m, n = image.shape
     margin = max(psfs.shape[-2:]) // 2
     noise = _noise_std(image)
@@ -96,7 +86,7 @@ def deconvolve_unrolled(image, psfs, weights, order, *, background=0.0, periodic
             field, noise_field, offset = pad_field(normed, margin), pad_field(noise_map, margin), margin
         shape = field.shape[-2:]
         kernels = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float32)).to(device)
-        otfs = _centred_otfs(kernels, shape)
+        otfs = psf_to_otf(kernels, shape)
         if weights is None:
             operator = FourierBlur(otfs[:1][None], field)
         else:
@@ -106,18 +96,6 @@ def deconvolve_unrolled(image, psfs, weights, order, *, background=0.0, periodic
         restored = net(field, operator, noise_field)[0, 0, offset : offset + m, offset : offset + n]
         restored = restored * scale[0, 0] + lo[0, 0]
     return restored.double().cpu().numpy() + background
-
-
-def _centred_otfs(kernels, shape):
-    """OTFs (K, H, W // 2 + 1) of (K, h, w) PSFs of any (odd or even) size, centre at ``n // 2``."""
-    from .synthesis import psf_to_otf
-
-    h, w = kernels.shape[-2:]
-    size = max(h, w) | 1  # square, odd: the centre stays at index n // 2
-    square = torch.zeros(kernels.shape[0], size, size, dtype=kernels.dtype, device=kernels.device)
-    top, left = size // 2 - h // 2, size // 2 - w // 2
-    square[:, top : top + h, left : left + w] = kernels
-    return psf_to_otf(square, shape)
 
 
 def _pad_weights(weights, offset, shape):
