@@ -51,3 +51,20 @@ def machine_info(**extra):
         info["loadavg_1min"] = round(os.getloadavg()[0], 2)
     info.update(extra)
     return info
+
+
+def reused_rows(path, n, prefixes, key="rows"):
+    """Rows of a committed full run whose method starts with one of ``prefixes``, marked ``reused``.
+
+    For slow deterministic baselines on the same held-out set and seeds: the
+    file must have been made with ``n`` images per kind.
+    """
+    import json
+
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    if previous.get("images_per_kind_and_noise") != n:
+        raise SystemExit(f"--reuse-baselines: {path} was not made with {n} images per kind; rerun with --baselines")
+    rows = [dict(r, reused=True) for r in previous.get(key, []) if r["method"].startswith(tuple(prefixes))]
+    if not rows:
+        raise SystemExit(f"--reuse-baselines: {path} has no baseline rows; rerun with --baselines")
+    return rows

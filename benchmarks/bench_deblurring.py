@@ -11,7 +11,8 @@ specimen (data range 1): the blurry input; the blind pipeline
 the non-blind oracle (the same deconvolution with the true PSF: the ceiling
 the blind pipeline should approach), each with ``rl-tv`` and with the
 learned ``unrolled`` network (the PSF is estimated once per image and shared;
-its time is counted in the first method that uses it); with ``--baselines``
+its time is counted in the first method that uses it); ``estimate_psf`` with
+``refine=True`` followed by ``unrolled`` (what ``deblur`` does); with ``--baselines``
 the l0-gradient and Goldstein-Fattal blind methods (their own final TV deconvolution, on the
 [0, 1]-normalised input as they document; rescaled back). Prints a Markdown
 table, writes benchmarks/results/deblurring.json.
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psfkit  # noqa: E402
+from _common import reused_rows  # noqa: E402
 from bench_identification import NOISE, SIZE, held_out_set  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,6 +46,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--baselines", action="store_true")
+    p.add_argument("--reuse-baselines", action="store_true",
+                   help="copy the (slow, deterministic) baseline rows of the committed results instead of recomputing them")
     p.add_argument("--per-kind", type=int, default=None)
     args = p.parse_args(argv)
     n = args.per_kind or (1 if args.quick else 4)
@@ -60,19 +64,23 @@ def main(argv=None):
     # the PSFs are estimated once per image and shared by the deconvolutions that use them
     cache = {"image": None}
 
-    def estimated(y, fc, known):
+    def estimated(y, fc, known, refine=False):
         if cache["image"] is not y:
             cache.clear()
             cache["image"] = y
-        if known not in cache:
-            cache[known] = psfkit.estimate_psf(y, cutoff=fc if known else None)
-        return cache[known]
+        if (known, refine) not in cache:
+            cache[known, refine] = psfkit.estimate_psf(y, cutoff=fc if known else None, refine=refine)
+        return cache[known, refine]
 
     methods = {"blurry input": lambda y, fc, h: y}
     for name in ("rl-tv", "unrolled"):
         methods[f"blind: estimate_psf (fc unknown) + {name}"] = lambda y, fc, h, m=name: psfkit.deconvolve(y, estimated(y, fc, False), method=m)
         methods[f"blind: estimate_psf (fc known) + {name}"] = lambda y, fc, h, m=name: psfkit.deconvolve(y, estimated(y, fc, True), method=m)
         methods[f"oracle: true PSF + {name}"] = lambda y, fc, h, m=name: psfkit.deconvolve(y, h, method=m)
+    for known in (False, True):
+        label = "known" if known else "unknown"
+        methods[f"blind: estimate_psf(refine=True) (fc {label}) + unrolled"] = (
+            lambda y, fc, h, k=known: psfkit.deconvolve(y, estimated(y, fc, k, refine=True), method="unrolled"))
     if args.baselines:
         from psfkit import baselines
 
@@ -100,6 +108,8 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['noise']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.2f} |")
     RESULTS.mkdir(exist_ok=True)
+    if args.reuse_baselines:
+        rows += reused_rows(RESULTS / "deblurring.json", n, ("l0-gradient", "Goldstein"))
     name = "deblurring_quick.json" if args.quick else "deblurring.json"
     (RESULTS / name).write_text(json.dumps({"images_per_kind_and_noise": n, "rows": rows}, indent=1))
     print(f"\nwrote {RESULTS / name}")

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psfkit  # noqa: E402
 from psfkit import data  # noqa: E402
+from _common import reused_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOISE = {
@@ -149,18 +150,6 @@ def run_identification(cases, with_baselines, seed=7):
     return rows
 
 
-def reused_baselines(n):
-    """Baseline rows of the committed full run, if it was made on the same held-out set."""
-    path = RESULTS / "identification.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    if previous.get("images_per_kind_and_noise") != n:
-        raise SystemExit(f"--reuse-baselines: {path} was not made with {n} images per kind; rerun with --baselines")
-    rows = [dict(r, reused=True) for r in previous["global"] if r["method"].startswith("Goldstein")]
-    if not rows:
-        raise SystemExit(f"--reuse-baselines: {path} has no baseline rows; rerun with --baselines")
-    return rows
-
-
 def tilted_sample(quick):
     """Defocus varying linearly across the field; 4 x 4 map scored per local PSF."""
     shape = (256, 256) if quick else (512, 512)
@@ -245,7 +234,7 @@ def main(argv=None):
     cases = held_out_set(n)
     rows = run_identification(cases, "fast" if args.reuse_baselines else args.baselines)
     if args.reuse_baselines:
-        rows += reused_baselines(n)
+        rows += reused_rows(RESULTS / "identification.json", n, ("Goldstein",), key="global")
     print("\n## Global PSF identification (held-out set)\n")
     print(table(rows))
     tilted = tilted_sample(args.quick)

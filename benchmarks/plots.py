@@ -22,12 +22,16 @@ NOISES = ("none", "moderate", "strong")
 
 def _grouped_bars(ax, rows, value, methods, ylabel):
     width = 0.8 / len(methods)
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab20").colors  # distinct colours for up to 20 methods (tab10 repeats after 10)
     for i, method in enumerate(methods):
         values = []
         for noise in NOISES:
             match = [r[value] for r in rows if r["method"] == method and r["noise"] == noise]
             values.append(match[0] if match else np.nan)
-        ax.bar(np.arange(len(NOISES)) + (i - (len(methods) - 1) / 2) * width, values, width, label=method)
+        ax.bar(np.arange(len(NOISES)) + (i - (len(methods) - 1) / 2) * width, values, width, label=method,
+               color=colors[i % len(colors)])
     ax.set_xticks(np.arange(len(NOISES)), [f"noise: {n}" for n in NOISES])
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="k", lw=0.5)
@@ -69,6 +73,7 @@ def deconvolution_figure(result):
     methods = list(means[levels[0]])
     fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
     width = 0.8 / len(methods)
+    colors = plt.get_cmap("tab20").colors  # distinct colours for up to 20 methods (tab10 repeats after 10)
     for i, method in enumerate(methods):
         ax.bar(np.arange(len(levels)) + (i - (len(methods) - 1) / 2) * width, [means[l][method][0] for l in levels], width, label=method)
     ax.set_xticks(np.arange(len(levels)), [f"noise: {l}" for l in levels])

@@ -14,10 +14,12 @@ returned PSF is ``psfkit.zernike_psf(coefficients, cutoff=fc)``.
    The bundled network is an **interim** model, trained for about an hour on a
    CPU. It reads mainly the amount of defocus from the image; its other
    coefficients stay close to what an image-blind predictor would return (the
-   average PSF). ``refine=True`` adds an experimental test-time fit of the
-   coefficients to the image, which helps on average at low noise but can also
-   move away from a good estimate. The comparisons below are computed on the
-   spot, so they show what the installed model does.
+   average PSF). ``refine=True`` adds a test-time fit of the coefficients to
+   images without visible noise (the gradient sparsity of their
+   deconvolution), which lifts the held-out noiseless mean from about 4 to
+   about 11 dB with ``fc`` known; noisy images are left as the network
+   estimated them. The comparisons below are computed on the spot, so they
+   show what the installed model does.
 """
 
 # %%
@@ -42,6 +44,7 @@ fc = 0.18
 true_psf = psfkit.zernike_psf(true_theta, cutoff=fc, size=33)
 specimen = psfkit.data.random_specimen((256, 256), rng=1)
 image = psfkit.simulate_acquisition(specimen, true_psf, gain=1000, read_noise=0.005, rng=0)
+clean = psfkit.simulate_acquisition(specimen, true_psf, rng=0)  # the same without noise (16-bit)
 print("true coefficients (waves):", {j: round(float(v), 3) for j, v in zip(NOLL, true_theta)})
 
 # %%
@@ -65,7 +68,12 @@ print(f"estimate_psf(image): {time.perf_counter() - start:.2f} s (includes loadi
 estimates["fc known"] = psfkit.estimate_psf(image, cutoff=fc, return_coefficients=True)
 start = time.perf_counter()
 estimates["fc known, refine=True"] = psfkit.estimate_psf(image, cutoff=fc, refine=True, return_coefficients=True)
-print(f"estimate_psf(image, cutoff=fc, refine=True): {time.perf_counter() - start:.2f} s")
+print(f"estimate_psf(image, cutoff=fc, refine=True): {time.perf_counter() - start:.2f} s, "
+      f"refined: {estimates['fc known, refine=True'][1]['refined']}")
+start = time.perf_counter()
+estimates["noiseless, refine=True"] = psfkit.estimate_psf(clean, cutoff=fc, refine=True, return_coefficients=True)
+print(f"estimate_psf(clean, cutoff=fc, refine=True): {time.perf_counter() - start:.2f} s, "
+      f"refined: {estimates['noiseless, refine=True'][1]['refined']}")
 
 airy = psfkit.airy_psf(cutoff=fc, size=33)
 random_thetas = np.random.default_rng(1).uniform(-0.15, 0.15, (256, len(NOLL)))
@@ -81,15 +89,16 @@ for name, psf in [("Airy at true fc", airy), ("image-blind mean PSF", mean_psf)]
 # "aligned" is the best PSF SNR over integer shifts of up to 3 pixels and
 # the point reflection, the ambiguities that no blind method can resolve. An
 # estimate below the image-blind mean PSF has not extracted more than the
-# prior from this image; with ``refine=True``, compare its line with the
-# plain estimate to see whether the fit helped on this image.
+# prior from this image. ``refine=True`` leaves the noisy image's estimate
+# as it is (``info["refined"]`` is False); on the noiseless acquisition of the
+# same specimen it fits the coefficients to the image.
 #
 # The PSFs side by side (square-root display, so that the wings show):
 
 panels = [("true PSF", true_psf)]
 panels += [(name, psf) for name, (psf, info) in estimates.items()]
 panels += [("image-blind mean PSF", mean_psf)]
-fig, axes = plt.subplots(1, len(panels), figsize=(15, 3.6), layout="constrained")
+fig, axes = plt.subplots(1, len(panels), figsize=(17, 3.6), layout="constrained")
 vmax = max(np.sqrt(p).max() for _, p in panels)
 for ax, (name, psf) in zip(axes, panels):
     im = ax.imshow(np.sqrt(psf), cmap="magma", vmin=0, vmax=vmax, extent=[-16.5, 16.5, 16.5, -16.5])
@@ -106,11 +115,11 @@ fig.colorbar(im, ax=axes, shrink=0.8, label="sqrt(PSF)")
 # that gives the sharper deconvolution.
 
 fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-width = 0.2
+width = 0.16
 labels = ["defocus", "astig. 45", "astig. 0", "coma y", "coma x", "trefoil y", "trefoil x", "spherical"]
-ax.bar(np.arange(8) - 1.5 * width, true_theta, width, label="true", color="k")
+ax.bar(np.arange(8) - 2 * width, true_theta, width, label="true", color="k")
 for k, (name, (psf, info)) in enumerate(estimates.items()):
-    ax.bar(np.arange(8) + (k - 0.5) * width, info["coefficients"], width, label=name)
+    ax.bar(np.arange(8) + (k - 1) * width, info["coefficients"], width, label=name)
 ax.axhline(0, color="gray", lw=0.5)
 ax.set_xticks(np.arange(8), [f"Z{j}\n{n}" for j, n in zip(NOLL, labels)])
 ax.set_ylabel("coefficient (waves RMS)")

@@ -28,6 +28,7 @@ def deblur(
     iterations=None,
     regularization="auto",
     size=33,
+    refine=True,
     device=None,
     progress=False,
 ):
@@ -56,6 +57,10 @@ def deblur(
         Passed to :func:`psfkit.deconvolve`.
     size : int, optional
         Side of the estimated PSF window.
+    refine : bool, optional
+        Refine the network's PSF estimate on images without visible noise
+        (``estimate_psf(..., refine=True)``; about 2 s, nothing on noisy
+        images). Default True.
     device : str, optional
         Where the networks run (CUDA when available).
     progress : bool, optional
@@ -86,7 +91,9 @@ def deblur(
 
     image = as_float_array(image, "image", ndim=2)
     check_choice(method, "method", _METHODS)
-    psf = estimate_psf(image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, device=device)
+    psf = estimate_psf(
+        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device
+    )
     if method == "auto":  # iterations and a weight are rl-tv's knobs; without them the learned network
         method = "unrolled" if automatic_settings(iterations, regularization) else "rl-tv"
     background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset

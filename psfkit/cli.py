@@ -138,7 +138,10 @@ def cmd_estimate(args):
     _check_output(output, args.force)
     cutoff = _cutoff(args)
     psfs = [
-        estimate_psf(frame, cutoff=cutoff, max_amplitude=args.max_amplitude, size=args.size, grid=args.grid, device=args.device)
+        estimate_psf(
+            frame, cutoff=cutoff, max_amplitude=args.max_amplitude, size=args.size, grid=args.grid,
+            refine=args.refine, device=args.device,
+        )
         for frame in _progress(_frames(image), "estimating")
     ]
     write_image(output, psfs[0] if len(psfs) == 1 else np.stack(psfs), force=args.force)
@@ -158,7 +161,7 @@ def cmd_deblur(args):
     for frame in _progress(_frames(image), "deblurring"):
         r, p = deblur(
             frame, cutoff=cutoff, max_amplitude=args.max_amplitude, grid=args.grid, method=args.method,
-            iterations=args.iterations, size=args.size, device=args.device,
+            iterations=args.iterations, size=args.size, refine=args.refine, device=args.device,
         )
         restored.append(r)
         psfs.append(p)
@@ -213,6 +216,8 @@ def parser():
         c.add_argument("--max-amplitude", type=float, help="known bound of the aberrations (waves)")
         c.add_argument("--grid", type=_grid, help="space-varying PSF map, e.g. 4x4")
         c.add_argument("--size", type=int, default=33, help="PSF window side (default 33)")
+        c.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                       help="fit the network's estimate to images without visible noise (default: on; about 2 s)")
         c.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
         c.add_argument("--force", action="store_true", help="overwrite existing outputs")
         if name == "deblur":

@@ -65,3 +65,12 @@ def test_errors_are_one_clear_line(image_file, tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_refinement_is_on_by_default_and_can_be_switched_off():
+    from psfkit.cli import parser
+
+    for command in ("estimate", "deblur"):
+        extra = ["-o", "out.tif"] if command == "deblur" else []
+        assert parser().parse_args([command, "in.tif", *extra]).refine is True
+        assert parser().parse_args([command, "in.tif", *extra, "--no-refine"]).refine is False

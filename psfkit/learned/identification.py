@@ -86,14 +86,14 @@ def estimate_psf(
         the layout that :func:`psfkit.deconvolve` and
         :meth:`psfkit.ProductConvolution.from_grid` accept.
     refine : bool, optional
-        Refine the network's global estimate by fitting the coefficients (and
-        fc when unknown) to the image, maximising the gradient sparsity of its
-        Wiener deconvolution (:mod:`psfkit.learned._refine`). Experimental:
-        with fc known it raises the mean held-out PSF SNR from 3.7 / 3.3 /
-        2.8 dB to 7.4 / 3.6 / 2.7 dB (no / moderate / strong noise), but the
-        median barely moves (it wins big on some images and can leave a good
-        estimate for a worse one), and with fc unknown it loses on clean
-        images; about 1 s on CPU.
+        On images without visible noise, refine the network's global
+        estimate by fitting the coefficients to the image, maximising the
+        gradient sparsity of its Wiener deconvolution
+        (:mod:`psfkit.learned._refine`); noisy images, where that criterion
+        is unreliable, are returned unrefined. Held-out, noiseless, fc known:
+        mean PSF SNR from 3.7 to 11.1 dB (median 3.8 to 4.6: it fails on about
+        half of the images; see the benchmarks); about 1.5 s
+        on CPU whatever the image size (it fits the central 256 x 256 crop).
     device : str or torch.device, optional
         Where the network runs; ``None`` uses CUDA when available, else CPU.
     return_coefficients : bool, optional
@@ -106,8 +106,9 @@ def estimate_psf(
         :func:`psfkit.zernike_psf`.
     info : dict
         Only with ``return_coefficients``: ``"noll"`` (the Noll indices),
-        ``"coefficients"`` (waves; shape (8,) or (gy, gx, 8)) and ``"cutoff"``
-        (float or (gy, gx)).
+        ``"coefficients"`` (waves; shape (8,) or (gy, gx, 8)), ``"cutoff"``
+        (float or (gy, gx)) and ``"refined"`` (whether ``refine`` changed the
+        global estimate's fit; the local map estimates are never refined).
 
     Notes
     -----
@@ -180,15 +181,15 @@ def estimate_psf(
     global_theta, global_fc = theta[0], fc[0]
     if not isinstance(refine, bool):
         raise ValueError(f"refine must be True or False, got {refine!r}")
+    refined = False
     if refine:
         from ._refine import refine as refine_fit
 
-        global_theta, global_fc = refine_fit(image, global_theta, global_fc, indices=NOLL, fit_cutoff=cutoff is None)
-        fc[0] = global_fc
+        global_theta, refined = refine_fit(image, global_theta, global_fc, indices=NOLL)
     global_theta = choose_orientation(image, global_theta, global_fc, indices=NOLL)
     if grid is None:
         psf = zernike_psf(global_theta, cutoff=fc[0], size=size, indices=NOLL)
-        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": float(fc[0])}
+        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": float(fc[0]), "refined": refined}
     else:
         from scipy.ndimage import median_filter
 
@@ -198,5 +199,5 @@ def estimate_psf(
         psf = np.stack(
             [zernike_psf(local[i, j], cutoff=local_fc[i, j], size=size, indices=NOLL) for i in range(grid[0]) for j in range(grid[1])]
         ).reshape(grid[0], grid[1], size, size)
-        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc}
+        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc, "refined": refined}
     return (psf, info) if return_coefficients else psf
