@@ -22,12 +22,13 @@ sys.path.insert(0, str(root / "benchmarks"))
 import plots  # noqa: E402
 
 
-def table(rows, columns):
-    """Print rows of a result file as a Markdown table."""
-    print("| " + " | ".join(label for label, _ in columns) + " |")
-    print("|" + "---|" * len(columns))
+def table(rows, metrics):
+    """Print rows of a result file as a Markdown table: noise, method, then ``(header, key, format)`` metrics."""
+    print("| noise | method | " + " | ".join(header for header, _, _ in metrics) + " |")
+    print("|" + "---|" * (2 + len(metrics)))
     for row in rows:
-        print("| " + " | ".join(fmt(row) for _, fmt in columns) + " |")
+        values = [format(row[key], spec) for _, key, spec in metrics]
+        print("| " + " | ".join([row["noise"], row["method"], *values]) + " |")
 
 
 # %%
@@ -41,13 +42,8 @@ result = plots.load("identification")
 plots.identification_figure(result)
 table(
     result["global"],
-    [
-        ("noise", lambda r: r["noise"]),
-        ("method", lambda r: r["method"]),
-        ("PSF SNR raw (dB)", lambda r: f"{r['psf_snr_raw_mean']:.2f}"),
-        ("aligned (dB)", lambda r: f"{r['psf_snr_aligned_mean']:.2f}"),
-        ("s / image", lambda r: f"{r['seconds_mean']:.3f}"),
-    ],
+    [("PSF SNR raw (dB)", "psf_snr_raw_mean", ".2f"), ("aligned (dB)", "psf_snr_aligned_mean", ".2f"),
+     ("s / image", "seconds_mean", ".3f")],
 )
 
 # %%
@@ -60,13 +56,7 @@ result = plots.load("deblurring")
 plots.deblurring_figure(result)
 table(
     result["rows"],
-    [
-        ("noise", lambda r: r["noise"]),
-        ("method", lambda r: r["method"]),
-        ("PSNR (dB)", lambda r: f"{r['psnr']:.2f}"),
-        ("SSIM", lambda r: f"{r['ssim']:.3f}"),
-        ("s / image", lambda r: f"{r['seconds']:.2f}"),
-    ],
+    [("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".3f"), ("s / image", "seconds", ".2f")],
 )
 
 # %%
