@@ -18,7 +18,7 @@ Protocol (all seeds fixed; specimens and seeds never used in training):
   33 x 33 window, raw (no alignment) and aligned (best integer shift <= 3 px
   and point reflection).
 
-Methods: ``estimate_psf`` with fc known / unknown, and with the experimental
+Methods: ``estimate_psf`` with fc known / unknown, and with the
 test-time refinement (``refine=True``, fc known / unknown); the floors "Airy at true fc",
 "image-blind mean PSF at true fc" (average of 256 random PSFs: what a net that
 ignores the image converges to) and "delta"; with ``--baselines`` the

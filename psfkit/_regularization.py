@@ -53,12 +53,20 @@ def signal_level(image, background=0.0):
     return max(float(np.percentile(image, 99.9)) - background, 0.0)
 
 
-def auto_weights(image, background, ndim):
-    """The automatic weights of every method (see :func:`psfkit.deconvolve`, Notes)."""
+def relative_noise(image, background=0.0):
+    """``(sigma / level, sigma, level)``: noise std under the Poisson-Gaussian fit over :func:`signal_level`.
+
+    The relative noise is 1.0 when there is no signal above the background.
+    """
     variance, _, _ = noise_variance(image)
     sigma = math.sqrt(variance)
     level = signal_level(image, background)
-    relative = sigma / level if level > 0 else 1.0
+    return (sigma / level if level > 0 else 1.0), sigma, level
+
+
+def auto_weights(image, background, ndim):
+    """The automatic weights of every method (see :func:`psfkit.deconvolve`, Notes)."""
+    relative, sigma, level = relative_noise(image, background)
     rl_tv = min(RL_TV_GAIN * relative**RL_TV_POWER, RL_TV_MAX / (2 * ndim))
     return {
         "sigma": sigma,

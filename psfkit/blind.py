@@ -59,7 +59,7 @@ def deblur(
         Side of the estimated PSF window.
     refine : bool, optional
         Refine the network's PSF estimate on images without visible noise
-        (``estimate_psf(..., refine=True)``; about 2 s, nothing on noisy
+        (``estimate_psf(..., refine=True)``; about 1.5 s, nothing on noisy
         images). Default True.
     device : str, optional
         Where the networks run (CUDA when available).

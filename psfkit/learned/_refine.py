@@ -1,7 +1,7 @@
 """Test-time refinement of Zernike coefficients by an image-sparsity fit.
 
-Starting from the network's estimate, the coefficients are adjusted so that the Wiener deconvolution of the image with
-``zernike_psf(theta, fc)`` has the sparsest gradients, measured by the
+Starting from the network's estimate, the coefficients are adjusted so that
+the Wiener deconvolution of the image with ``zernike_psf(theta, fc)`` has the sparsest gradients, measured by the
 scale-invariant l1/l2 ratio (Krishnan, Tay & Fergus, CVPR 2011): a PSF that is
 too narrow leaves blur, one that is too wide or wrongly shaped leaves ringing,
 and both make gradients less sparse. The physical parametrisation (8 Zernike
@@ -114,24 +114,15 @@ def _fit(objective, theta, *, iterations, learning_rate):
     return theta.detach()
 
 
-def relative_noise(image):
-    """Noise std (Poisson-Gaussian fit at the mean level) over the signal range (0.5 to 99.9th percentile)."""
-    from .._regularization import noise_variance, signal_level
-
-    variance, _, _ = noise_variance(image)
-    level = signal_level(image, float(np.percentile(image, 0.5)))
-    return float(np.sqrt(variance) / level) if level > 0 else np.inf
-
-
 def refine(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     """Refined coefficients, and whether the image was clean enough to refine.
 
-    Under noise (:func:`relative_noise` above ``_MAX_RELATIVE_NOISE``) the
-    estimate is returned unchanged: there the criterion's minimum is far from
-    the truth. Otherwise two starting points, the estimate and zero (the
+    Under noise (relative noise above ``_MAX_RELATIVE_NOISE``) the estimate
+    is returned unchanged: there the criterion's minimum is far from the
+    truth. Otherwise two starting points, the estimate and zero (the
     aberration-free PSF), are fitted with the smooth objective then the sharp
-    one (``iterations`` Adam steps each) and the lowest sharp objective wins. fc is not fitted: the
-    criterion is biased in fc too (fitting it gave 8.7 / 9.7 dB instead of
+    one (``iterations`` Adam steps each) and the lowest sharp objective wins.
+    fc is not fitted: the criterion is biased in fc too (fitting it gave 8.7 / 9.7 dB instead of
     11.3 dB with the network's fc kept, held-out clean subset). Measured and
     dropped: the estimate's three MTF-equivalent sign variants as extra
     starts, or the best of 256 random starting points (< 0.3 dB change at 1.5
@@ -142,8 +133,11 @@ def refine(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     """
     import torch
 
+    from .._regularization import relative_noise
+
     coefficients = np.asarray(coefficients, dtype=np.float64)
-    if relative_noise(image) > _MAX_RELATIVE_NOISE:
+    # noise std over the signal range above the darkest pixels (the camera baseline)
+    if relative_noise(image, float(np.percentile(image, 0.5)))[0] > _MAX_RELATIVE_NOISE:
         return coefficients, False
     spectrum, epsilon, shape = prepare(image)
     sharp = max(_SHARP_SCALE * epsilon, _SHARP_FLOOR)

@@ -92,8 +92,8 @@ def estimate_psf(
         (:mod:`psfkit.learned._refine`); noisy images, where that criterion
         is unreliable, are returned unrefined. Held-out, noiseless, fc known:
         mean PSF SNR from 3.7 to 11.1 dB (median 3.8 to 4.6: it fails on about
-        half of the images; see the benchmarks); about 1.5 s
-        on CPU whatever the image size (it fits the central 256 x 256 crop).
+        half of the images; see the benchmarks); about 1.5 s on CPU whatever
+        the image size (it fits the central 256 x 256 crop).
     device : str or torch.device, optional
         Where the network runs; ``None`` uses CUDA when available, else CPU.
     return_coefficients : bool, optional
@@ -147,6 +147,8 @@ def estimate_psf(
     cutoff = _check_condition(cutoff, "cutoff", 0.1, 0.27)
     max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
     check_positive(size, "size", integer=True)
+    if not isinstance(refine, bool):
+        raise ValueError(f"refine must be True or False, got {refine!r}")
     if grid is not None:
         if (
             not isinstance(grid, (tuple, list))
@@ -179,8 +181,6 @@ def estimate_psf(
         fc[:] = cutoff
 
     global_theta, global_fc = theta[0], fc[0]
-    if not isinstance(refine, bool):
-        raise ValueError(f"refine must be True or False, got {refine!r}")
     refined = False
     if refine:
         from ._refine import refine as refine_fit
