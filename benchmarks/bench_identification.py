@@ -98,12 +98,21 @@ def delta():
     return h
 
 
+_KEPT = []  # info["refined"] of the refinement calls since the last reset
+
+
+def _refined(result):
+    psf, info = result
+    _KEPT.append(info["refined"])
+    return psf
+
+
 def run_identification(cases, with_baselines, seed=7):
     methods = {
         "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE),
         "network, fc unknown": lambda y, fc: psfkit.estimate_psf(y, size=SIZE),
-        "network + refinement (refine=True), fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=True),
-        "network + refinement (refine=True), fc unknown": lambda y, fc: psfkit.estimate_psf(y, size=SIZE, refine=True),
+        "network + refinement (refine=True), fc known": lambda y, fc: _refined(psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=True, return_coefficients=True)),
+        "network + refinement (refine=True), fc unknown": lambda y, fc: _refined(psfkit.estimate_psf(y, size=SIZE, refine=True, return_coefficients=True)),
         "Airy at true fc (floor)": lambda y, fc: psfkit.airy_psf(cutoff=fc, size=SIZE),
         "image-blind mean PSF at true fc (floor)": None,  # filled per case below
         "delta (floor)": lambda y, fc: delta(),
@@ -123,12 +132,15 @@ def run_identification(cases, with_baselines, seed=7):
         rng = np.random.default_rng({"none": 1, "moderate": 2, "strong": 3}[noise])
         per_method = {name: {"raw": [], "aligned": [], "seconds": []} for name in methods}
         per_kind = {name: {kind: [] for kind in KINDS} for name in methods}
+        kept = {name: [] for name in methods}
         for kind, theta, fc, x in cases:
             h = psfkit.zernike_psf(theta, cutoff=fc, size=SIZE)
             y = psfkit.simulate_acquisition(x, h, bits=16, salt_pepper=1e-5, rng=rng, **kwargs)
             for name, method in methods.items():
                 start = time.perf_counter()
+                _KEPT.clear()
                 estimate = mean_psf(fc, mean_rng) if method is None else method(y, fc)
+                kept[name] += _KEPT
                 per_method[name]["seconds"].append(time.perf_counter() - start)
                 raw = psfkit.psf_snr(estimate, h)
                 per_method[name]["raw"].append(raw)
@@ -144,6 +156,7 @@ def run_identification(cases, with_baselines, seed=7):
                     "psf_snr_aligned_mean": float(np.mean(values["aligned"])),
                     "seconds_mean": float(np.mean(values["seconds"])),
                     "by_specimen_raw_mean": {k: float(np.mean(v)) for k, v in per_kind[name].items()},
+                    **({"refinement_kept_fraction": float(np.mean(kept[name]))} if kept[name] else {}),
                     "n": len(values["raw"]),
                 }
             )

@@ -58,9 +58,9 @@ def deblur(
     size : int, optional
         Side of the estimated PSF window.
     refine : bool, optional
-        Refine the network's PSF estimate on images without visible noise
-        (``estimate_psf(..., refine=True)``; about 1.5 s, nothing on noisy
-        images). Default True.
+        Fit the network's PSF estimate to the image
+        (``estimate_psf(..., refine=True)``; about 4-7 s on 2 CPU cores).
+        Default True.
     device : str, optional
         Where the networks run (CUDA when available).
     progress : bool, optional

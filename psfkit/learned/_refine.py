@@ -25,7 +25,8 @@ known, mean / median PSF SNR in dB; network alone 3.6 / 3.8; the full
 The sparsity is measured after a noise-dependent low-pass (see
 :func:`_lowpass`), which keeps the fit from chasing noise. Under noise the
 criterion itself is biased (started at the truth it drifts to a median
-2.8 dB at the benchmark's moderate noise), so noisy images are left alone.
+2.8 dB at the benchmark's moderate noise), so it runs on clean images only,
+as one of the starting points of the noise-aware spectral fit (:func:`refine`).
 """
 
 import numpy as np
@@ -36,11 +37,12 @@ _SIZE = 33
 # Stage-2 regulariser: this fraction of the noise floor, at least _SHARP_FLOOR.
 _SHARP_SCALE = 0.3
 _SHARP_FLOOR = 1e-3
-# Relative noise (noise std / signal range) up to which an image is refined. Measured gain of the
-# refinement over the network (mean PSF SNR, 20 held-out images each): +7.4 dB without noise
-# (rho <= 5e-4), +5.5 dB at rho ~ 0.0035, +2.8 dB at 0.007, +0.45 dB at 0.013; the benchmark's
-# moderate noise (rho 0.022-0.053) loses.
+# Relative noise (noise std / signal range) up to which the sparsity fit seeds the spectral fit
+# (and fc is fitted). Measured gain of the sparsity fit alone over the network (mean PSF SNR, 20
+# held-out images each): +7.4 dB without noise (rho <= 5e-4), +5.5 dB at rho ~ 0.0035, +2.8 dB at
+# 0.007, +0.45 dB at 0.013; the benchmark's moderate noise (rho 0.022-0.053) loses.
 _MAX_RELATIVE_NOISE = 0.01
+_DEFAULT_BOUND = 0.25  # waves: the largest amplitude the network was trained on
 
 
 def sparsity_objective(theta, cutoff, spectrum, epsilon, shape, indices, *, kappa_epsilon=None):
@@ -114,31 +116,22 @@ def _fit(objective, theta, *, iterations, learning_rate):
     return theta.detach()
 
 
-def refine(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
-    """Refined coefficients, and whether the image was clean enough to refine.
+def sparsity_fit(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
+    """Coefficients fitted by the gradient-sparsity continuation (clean images only).
 
-    Under noise (relative noise above ``_MAX_RELATIVE_NOISE``) the estimate
-    is returned unchanged: there the criterion's minimum is far from the
-    truth. Otherwise two starting points, the estimate and zero (the
-    aberration-free PSF), are fitted with the smooth objective then the sharp
-    one (``iterations`` Adam steps each) and the lowest sharp objective wins.
-    fc is not fitted: the criterion is biased in fc too (fitting it gave 8.7 / 9.7 dB instead of
-    11.3 dB with the network's fc kept, held-out clean subset). Measured and
-    dropped: the estimate's three MTF-equivalent sign variants as extra
+    Two starting points, the estimate and zero (the aberration-free PSF),
+    are fitted with the smooth objective then the sharp one (``iterations``
+    Adam steps each) and the lowest sharp objective wins. fc is not fitted:
+    the criterion is biased in fc too (fitting it gave 8.7 / 9.7 dB instead
+    of 11.3 dB with the network's fc kept, held-out clean subset). Measured
+    and dropped: the estimate's three MTF-equivalent sign variants as extra
     starts, or the best of 256 random starting points (< 0.3 dB change at 1.5
-    to 3 times the cost); debiasing the criterion for the noise (l2 part, or a
-    noise-corrected gradient kurtosis), or denoising first (TV), which did
-    worse under noise; applying the global correction to a ``grid`` map (6
-    noiseless tilted fields: 7.7 -> 8.4 dB mean, but worse on 2 of 6).
+    to 3 times the cost); debiasing the criterion for the noise (l2 part, or
+    a noise-corrected gradient kurtosis), or denoising first (TV), which did
+    worse under noise.
     """
     import torch
 
-    from .._regularization import relative_noise
-
-    coefficients = np.asarray(coefficients, dtype=np.float64)
-    # noise std over the signal range above the darkest pixels (the camera baseline)
-    if relative_noise(image, float(np.percentile(image, 0.5)))[0] > _MAX_RELATIVE_NOISE:
-        return coefficients, False
     spectrum, epsilon, shape = prepare(image)
     sharp = max(_SHARP_SCALE * epsilon, _SHARP_FLOOR)
     theta = torch.from_numpy(np.stack([coefficients, np.zeros_like(coefficients)]))
@@ -154,4 +147,44 @@ def refine(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     theta = _fit(sharpened, theta, iterations=iterations[1], learning_rate=0.003)
     with torch.no_grad():
         best = int(torch.argmin(sharpened(theta)))
-    return theta[best].numpy(), True
+    return theta[best].numpy()
+
+
+def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False):
+    """Refined coefficients and fc, and whether the fit was kept.
+
+    The Whittle fit of :mod:`._spectral_fit` is noise-aware and runs at every
+    noise level. The two criteria fail on different images (noiseless
+    subset of 10, mean / median PSF SNR in dB: sparsity 14.5 / 16.8,
+    spectral 13.9 / 13.9), so on clean images (relative noise at most
+    ``_MAX_RELATIVE_NOISE``) the sparsity fit's result joins the spectral
+    fit's starting points and the likelihood arbitrates: 17.2 / 16.7 dB.
+    With ``fit_cutoff`` (fc unknown), fc is fitted too, on clean images only:
+    on the same subset, fc unknown, it lifts the noiseless result from
+    8.5 to 19.3 dB but lowers the moderate-noise one from 6.9 to 4.9 dB
+    (under noise the band edge is hidden and fc trades off against defocus).
+
+    Coefficients stay within ``[-bound, bound]`` waves. Without a known
+    ``bound`` (``None``: the network's training range, 0.25 waves), a fit
+    that ends on that edge is not an interior optimum of the likelihood but
+    a sign that the image breaks the model (on the bundled C. elegans image,
+    whose elongated structures make its spectrum anisotropic, astigmatism ran
+    to the edge): the input estimate is returned then, with ``False``.
+    Applying a global correction to a ``grid`` map was measured with the
+    sparsity fit alone and dropped (6 noiseless tilted fields: 7.7 -> 8.4 dB
+    mean, but worse on 2 of 6).
+    """
+    from .._regularization import relative_noise
+    from ._spectral_fit import spectral_fit
+
+    limit = _DEFAULT_BOUND if bound is None else float(bound)
+    start = np.clip(np.asarray(coefficients, dtype=np.float64), -limit, limit)
+    starts = [start]
+    # noise std over the signal range above the darkest pixels (the camera baseline)
+    clean = relative_noise(image, float(np.percentile(image, 0.5)))[0] <= _MAX_RELATIVE_NOISE
+    if clean:
+        starts.append(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
+    theta, fitted_cutoff, _ = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff and clean)
+    if bound is None and np.any(np.abs(theta) >= limit * (1 - 1e-6)):
+        return np.asarray(coefficients, dtype=np.float64), cutoff, False
+    return theta, fitted_cutoff, True

@@ -1,0 +1,184 @@
+r"""Test-time refinement by maximum likelihood on the image's power spectrum.
+
+Averaged over the windows of one image, the Welch periodogram ``I`` of a
+blurred, noisy image has the expectation
+
+.. math:: E[I](\omega) = \big(|H_\theta|^2 S\big) \circledast |\hat w|^2\,(\omega) + \sigma^2,
+
+with :math:`H_\theta` the OTF of ``zernike_psf(theta, fc)``, :math:`S` the
+specimen's spectrum, :math:`\hat w` the window's transform and
+:math:`\sigma^2` the power of the (white) Poisson and read noise. The
+coefficients are fitted by the Whittle likelihood
+:math:`\sum_\omega I / E[I] + \log E[I]`, with the nuisance parameters fitted
+alongside: :math:`\log S = a + b L + c L^2` (:math:`L = \log|\omega|`, a
+smooth, isotropic specimen spectrum) and :math:`\sigma^2`. Frequencies drowned
+in noise carry no weight, so, unlike the gradient-sparsity fit of
+:mod:`._refine`, the criterion stays usable under noise.
+
+Two details were measured to matter (held-out noiseless subset, 10 images,
+fc known, mean PSF SNR; the network alone scores 3.4 dB):
+
+- the window's leakage is modelled exactly (the expected periodogram is the
+  transform of the autocovariance times the window's autocorrelation):
+  started at the true coefficients the fit stays at 19.6 dB, against 12.2 dB
+  when the blurred spectrum is compared with the periodogram directly;
+- the likelihood has many local optima (started from the network alone:
+  8.4 dB), so 26 starting points -- the estimate, zero and 24 random ones --
+  are fitted briefly and the best 4 are fitted to convergence (13.9 dB).
+
+The power spectrum cannot see the sign of the odd terms (the point
+reflection); :func:`._orientation.choose_orientation` resolves it afterwards.
+Float64 throughout: in float32 the FFT round-off of the low frequencies
+swamps the faint high-frequency power of a noiseless image (measured: 13.9
+-> 2.3 dB).
+"""
+
+import numpy as np
+
+from .spectral import hann_window
+
+WINDOW = 64  # Welch window: spectral resolution 1/64 cycle/pixel
+_FINE = 128  # grid of the model spectrum; 2 x WINDOW holds every lag of the window's autocorrelation
+_SIZE = 33
+_DEGREE = 2  # log specimen spectrum: quadratic in log frequency
+CUTOFF_RANGE = (0.1, 0.27)  # fc range of estimate_psf
+_CUTOFF_LEARNING_RATE = 0.002
+
+
+def welch_periodogram(image, window=WINDOW):
+    """Averaged periodogram (rfft layout) of all half-overlapping Hann windows of the standardised image."""
+    import torch
+
+    x = torch.from_numpy(np.asarray(image, dtype=np.float64))
+    x = (x - x.mean()) / x.std().clamp_min(1e-12)
+    patches = x.unfold(0, window, window // 2).unfold(1, window, window // 2).reshape(-1, window, window)
+    taper = hann_window(window, dtype=torch.float64)
+    mean = torch.einsum("pij,ij->p", patches, taper) / taper.sum()
+    patches = (patches - mean[:, None, None]) * taper
+    return torch.fft.rfft2(patches).abs().square().mean(0) / taper.square().sum()
+
+
+def _radius(n):
+    import torch
+
+    fy = torch.fft.fftfreq(n, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(n, dtype=torch.float64)[None, :]
+    return torch.sqrt(fy.square() + fx.square())
+
+
+class WhittleModel:
+    """Expected Welch periodogram of a blurred specimen, and its Whittle loss against one image."""
+
+    def __init__(self, image, cutoff, *, indices, window=WINDOW):
+        import torch
+
+        self.indices, self.cutoff, self.window = tuple(indices), float(cutoff), window
+        self.periodogram = welch_periodogram(image, window)
+        taper = hann_window(window, dtype=torch.float64)
+        lag_grid = (2 * window, 2 * window)
+        # the window's autocorrelation at lags -W < t < W, normalised like the periodogram
+        self.window_autocorrelation = torch.fft.irfft2(torch.fft.rfft2(taper, s=lag_grid).abs().square(), s=lag_grid) / taper.square().sum()
+        self.lags = torch.cat([torch.arange(window), torch.arange(_FINE - window, _FINE)])
+        radius = _radius(window)
+        # below 1.5 bins the periodogram is dominated by the windows' mean removal
+        self.mask = radius >= 1.5 / window
+        self.log_radius = torch.log(radius.clamp_min(1.0 / window) / 0.1)
+        self.log_radius_fine = torch.log(_radius(_FINE).clamp_min(0.5 / _FINE) / 0.1)
+        # beyond the OTF support 2 fc there is noise only
+        beyond = radius > min(2 * self.cutoff + 2.0 / window, 0.6)
+        self.noise_guess = float(self.periodogram[beyond].mean())
+
+    def _otf_power(self, theta, cutoff, shape):
+        from .synthesis import psf_to_otf
+        from .torch_optics import zernike_psf_torch
+
+        psf = zernike_psf_torch(theta, cutoff, size=_SIZE, indices=self.indices)
+        return psf_to_otf(psf, shape).abs().square()
+
+    def expected(self, theta, spectrum, log_noise, cutoff):
+        """Expected periodogram (B, W, W // 2 + 1) for coefficients (B, K), nuisances (B, 3), (B,) and fc (B,)."""
+        import torch
+
+        w = self.window
+        log_s = sum(spectrum[:, k, None, None] * self.log_radius_fine**k for k in range(_DEGREE + 1))
+        density = self._otf_power(theta, cutoff, (_FINE, _FINE)) * torch.exp(log_s)
+        covariance = torch.fft.irfft2(density, s=(_FINE, _FINE))[:, self.lags][:, :, self.lags]
+        covariance = covariance * self.window_autocorrelation
+        # sampling the transform at the W-grid frequencies folds the lags modulo W
+        folded = covariance[:, :w, :w] + covariance[:, w:, :w] + covariance[:, :w, w:] + covariance[:, w:, w:]
+        return torch.fft.rfft2(folded).real + torch.exp(log_noise)[:, None, None]
+
+    def loss(self, theta, spectrum, log_noise, cutoff):
+        """Whittle negative log-likelihood per frequency, one per row of ``theta``."""
+        import torch
+
+        expected = self.expected(theta, spectrum, log_noise, cutoff).clamp_min(1e-300)
+        terms = (self.periodogram / expected + torch.log(expected)) * self.mask
+        return terms.sum((1, 2)) / self.mask.sum()
+
+    def initial_nuisances(self, theta):
+        """Least-squares specimen spectrum and noise power given ``theta`` (a starting point for the fit)."""
+        import torch
+
+        with torch.no_grad():
+            otf_power = self._otf_power(theta, self.cutoff, (self.window, self.window))
+            inside = self.mask & (_radius(self.window) < 1.5 * self.cutoff)
+            signal = (self.periodogram - self.noise_guess).clamp_min(1e-12)
+            target = torch.log(signal[None] / otf_power.clamp_min(1e-3))[:, inside]  # (B, n)
+            design = torch.stack([self.log_radius[inside] ** k for k in range(_DEGREE + 1)], 1)
+            spectrum = torch.linalg.lstsq(design, target.T).solution.T
+        log_noise = torch.full((theta.shape[0],), float(np.log(max(self.noise_guess, 1e-12))), dtype=torch.float64)
+        return spectrum, log_noise
+
+
+def _fit(model, params, *, iterations, learning_rate, bound, fit_cutoff):
+    """Adam on a batch of independent starts; coefficients projected onto [-bound, bound], fc onto its range."""
+    import torch
+
+    params = [p.clone().requires_grad_(True) for p in params]  # theta, spectrum, log_noise, cutoff
+    groups = [{"params": params[:1], "lr": learning_rate}, {"params": params[1:3], "lr": 0.05}]
+    if fit_cutoff:
+        groups.append({"params": params[3:], "lr": _CUTOFF_LEARNING_RATE})
+    optimizer = torch.optim.Adam(groups)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            loss = model.loss(*params).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                params[0].clamp_(-bound, bound)
+                params[3].clamp_(*CUTOFF_RANGE)
+    with torch.no_grad():
+        return [p.detach() for p in params], model.loss(*params)
+
+
+def spectral_fit(
+    image, starts, cutoff, *, indices, bound=0.25, fit_cutoff=False, random_starts=24, keep=4, iterations=(60, 200), seed=0
+):
+    """Coefficients (and fc) maximising the Whittle likelihood of ``image``'s periodogram.
+
+    ``starts`` (list of coefficient vectors) are fitted together with zero
+    and ``random_starts`` seeded random points for ``iterations[0]`` steps;
+    the given starts and the ``keep`` best then for ``iterations[1]`` more.
+    With ``fit_cutoff``, fc is fitted too, from ``cutoff``. Returns the best
+    coefficients (float64 array), its fc and its loss.
+    """
+    import torch
+
+    model = WhittleModel(image, cutoff, indices=indices)
+    rng = np.random.default_rng(seed)
+    k = len(indices)
+    spread = min(0.12, bound)
+    random = rng.uniform(-spread, spread, (random_starts, k))
+    points = np.concatenate([np.asarray(starts, dtype=np.float64).reshape(-1, k), np.zeros((1, k)), random])
+    theta = torch.from_numpy(np.clip(points, -bound, bound))
+    params = [theta, *model.initial_nuisances(theta), torch.full((len(points),), float(cutoff), dtype=torch.float64)]
+    options = {"bound": bound, "fit_cutoff": fit_cutoff}
+    params, loss = _fit(model, params, iterations=iterations[0], learning_rate=0.02, **options)
+    # the given starts always go on: they come from other criteria, which the likelihood arbitrates
+    given = len(points) - random_starts - 1
+    best = torch.unique(torch.cat([torch.arange(given), torch.argsort(loss)[:keep]]))
+    params, loss = _fit(model, [p[best] for p in params], iterations=iterations[1], learning_rate=0.01, **options)
+    i = int(torch.argmin(loss))
+    return params[0][i].numpy(), float(params[3][i]), float(loss[i])
