@@ -35,13 +35,13 @@ swamps the faint high-frequency power of a noiseless image (measured: 13.9
 
 import numpy as np
 
-from .spectral import hann_window
+from .identifier_net import FC_RANGE
+from .spectral import hann_window, tapered_power
 
 WINDOW = 64  # Welch window: spectral resolution 1/64 cycle/pixel
 _FINE = 128  # grid of the model spectrum; 2 x WINDOW holds every lag of the window's autocorrelation
 _SIZE = 33
 _DEGREE = 2  # log specimen spectrum: quadratic in log frequency
-CUTOFF_RANGE = (0.1, 0.27)  # fc range of estimate_psf
 _CUTOFF_LEARNING_RATE = 0.002
 
 
@@ -52,10 +52,7 @@ def welch_periodogram(image, window=WINDOW):
     x = torch.from_numpy(np.asarray(image, dtype=np.float64))
     x = (x - x.mean()) / x.std().clamp_min(1e-12)
     patches = x.unfold(0, window, window // 2).unfold(1, window, window // 2).reshape(-1, window, window)
-    taper = hann_window(window, dtype=torch.float64)
-    mean = torch.einsum("pij,ij->p", patches, taper) / taper.sum()
-    patches = (patches - mean[:, None, None]) * taper
-    return torch.fft.rfft2(patches).abs().square().mean(0) / taper.square().sum()
+    return tapered_power(patches).mean(0)
 
 
 def _radius(n):
@@ -79,7 +76,7 @@ class WhittleModel:
         # the window's autocorrelation at lags -W < t < W, normalised like the periodogram
         self.window_autocorrelation = torch.fft.irfft2(torch.fft.rfft2(taper, s=lag_grid).abs().square(), s=lag_grid) / taper.square().sum()
         self.lags = torch.cat([torch.arange(window), torch.arange(_FINE - window, _FINE)])
-        radius = _radius(window)
+        self.radius = radius = _radius(window)
         # below 1.5 bins the periodogram is dominated by the windows' mean removal
         self.mask = radius >= 1.5 / window
         self.log_radius = torch.log(radius.clamp_min(1.0 / window) / 0.1)
@@ -122,7 +119,7 @@ class WhittleModel:
 
         with torch.no_grad():
             otf_power = self._otf_power(theta, self.cutoff, (self.window, self.window))
-            inside = self.mask & (_radius(self.window) < 1.5 * self.cutoff)
+            inside = self.mask & (self.radius < 1.5 * self.cutoff)
             signal = (self.periodogram - self.noise_guess).clamp_min(1e-12)
             target = torch.log(signal[None] / otf_power.clamp_min(1e-3))[:, inside]  # (B, n)
             design = torch.stack([self.log_radius[inside] ** k for k in range(_DEGREE + 1)], 1)
@@ -148,7 +145,7 @@ def _fit(model, params, *, iterations, learning_rate, bound, fit_cutoff):
             optimizer.step()
             with torch.no_grad():
                 params[0].clamp_(-bound, bound)
-                params[3].clamp_(*CUTOFF_RANGE)
+                params[3].clamp_(*FC_RANGE)
     with torch.no_grad():
         return [p.detach() for p in params], model.loss(*params)
 

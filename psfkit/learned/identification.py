@@ -92,10 +92,10 @@ def estimate_psf(
         (:mod:`psfkit.learned._refine`). Held-out benchmark, mean / median PSF
         SNR with fc known: 19.1 / 20.0 dB without noise (network alone 3.7),
         7.9 / 4.7 dB at moderate noise (3.3), but 2.2 dB at strong noise,
-        below the network's 2.8. About 4-5 s on 2 CPU cores for any image
-        size. A fit that ends on the edge of the allowed amplitudes (0.25
-        waves, or ``max_amplitude``) when ``max_amplitude`` is unknown is
-        treated as a model failure and the network's estimate is kept.
+        below the network's 2.8. About 4-7 s on 2 CPU cores for any image
+        size. Coefficients stay within ``max_amplitude`` (0.25 waves when
+        unknown); with ``max_amplitude`` unknown, a fit that ends on that
+        edge is treated as a model failure and the network's estimate kept.
     device : str or torch.device, optional
         Where the network runs; ``None`` uses CUDA when available, else CPU.
     return_coefficients : bool, optional
@@ -143,10 +143,11 @@ def estimate_psf(
     import torch
 
     from ..psf import zernike_psf
+    from .identifier_net import FC_RANGE
     from .spectral import welch_log_spectrum
 
     image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
-    cutoff = _check_condition(cutoff, "cutoff", 0.1, 0.27)
+    cutoff = _check_condition(cutoff, "cutoff", *FC_RANGE)
     max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
     check_positive(size, "size", integer=True)
     if not isinstance(refine, bool):

@@ -23,6 +23,16 @@ def hann_window(size, *, device=None, dtype=torch.float32):
     return w[:, None] * w[None, :]
 
 
+def tapered_power(patches):
+    """Periodograms (rfft layout) of (..., w, w) windows under a Hann taper, normalised by its energy."""
+    window = patches.shape[-1]
+    taper = hann_window(window, device=patches.device, dtype=patches.dtype)
+    # remove each window's weighted mean so the DC leakage does not swamp low frequencies
+    mean = torch.einsum("...ij,ij->...", patches, taper) / taper.sum()
+    patches = (patches - mean[..., None, None]) * taper
+    return torch.view_as_real(torch.fft.rfft2(patches)).square().sum(-1) / taper.square().sum()
+
+
 def _patches(images, window, stride):
     # (B, H, W) -> (B, P, window, window) with half-overlapping windows
     patches = images.unfold(1, window, stride).unfold(2, window, stride)
@@ -61,11 +71,7 @@ def welch_log_spectrum(images, *, window=WINDOW, keep=0.5):
     index = variance.topk(n_keep, dim=1).indices
     rows = torch.arange(batch, device=images.device)[:, None]
     patches = windows[rows, index // px, index % px]  # (B, n_keep, w, w)
-    taper = hann_window(window, device=images.device, dtype=images.dtype)
-    # remove each window's weighted mean so the DC leakage does not swamp low frequencies
-    mean = torch.einsum("bpij,ij->bp", patches, taper) / taper.sum()
-    patches = (patches - mean[:, :, None, None]) * taper
-    half = torch.view_as_real(torch.fft.rfft2(patches)).square().sum(-1).mean(dim=1) / taper.square().sum()
+    half = tapered_power(patches).mean(dim=1)
     power = _full_plane(half, window)
     power = torch.fft.fftshift(power, dim=(-2, -1))
     return torch.log10(power.clamp_min(FLOOR))
