@@ -59,7 +59,7 @@ def deblur(
         Side of the estimated PSF window.
     refine : bool, optional
         Fit the network's PSF estimate to the image
-        (``estimate_psf(..., refine=True)``; about 4-7 s on 2 CPU cores).
+        (``estimate_psf(..., refine=True)``; about 3-7 s on 2 CPU cores).
         Default True.
     device : str, optional
         Where the networks run (CUDA when available).

@@ -111,8 +111,10 @@ def test_refinement_sharpens_a_clean_estimate():
     from psfkit.learned._refine import refine
 
     start = np.zeros(8)
-    fitted, fc, kept = refine(image, start, 0.2, indices=NOLL)
-    assert kept and fc == 0.2  # known fc is kept
+    fitted, fc, weights, kept = refine(image, start, 0.2, indices=NOLL)
+    assert kept and np.all(fc == 0.2)  # known fc is kept
+    assert weights[0] == weights.max() and weights.sum() == pytest.approx(1.0)
+    fitted = fitted[0]
     before = psfkit.psf_snr(psfkit.zernike_psf(start, cutoff=0.2, size=33), truth, align=True)
     after = psfkit.psf_snr(psfkit.zernike_psf(fitted, cutoff=0.2, size=33), truth, align=True)
     assert after > before + 5
@@ -142,23 +144,48 @@ def test_expected_periodogram_matches_a_simulated_one():
         assert abs(ratio - 1) < 0.08, (ring, ratio)
 
 
-def test_spectral_fit_identifies_a_noisy_psf():
-    # moderate Poisson-Gaussian noise, started from zero: the likelihood fit (plus the orientation
-    # choice) must land close to the truth
-    from psfkit.learned._orientation import choose_orientation
-    from psfkit.learned._spectral_fit import spectral_fit
-
+def test_refinement_identifies_noisy_psfs():
+    # moderate Poisson-Gaussian noise, three specimens: the likelihood fit must land far closer to
+    # the truth than the network (single images can swap between near-equal optima, hence a mean)
     rng = np.random.default_rng(4)
-    theta = np.array([0.1, -0.08, 0.05, 0.06, -0.04, 0.0, 0.03, 0.02])
-    truth = psfkit.zernike_psf(theta, cutoff=0.18, size=33)
-    image = psfkit.simulate_acquisition(data.dead_leaves((256, 256), rng=rng), truth, gain=500, read_noise=0.01, rng=rng)
-    fitted, _, _ = spectral_fit(image, [np.zeros(8)], 0.18, indices=NOLL)
-    fitted = choose_orientation(image, fitted, 0.18, indices=NOLL)
-    network = psfkit.estimate_psf(image, cutoff=0.18)
-    score = psfkit.psf_snr(psfkit.zernike_psf(fitted, cutoff=0.18, size=33), truth)
-    # two optima with near-equal likelihood give 12.0 or 13.5 dB here (the network: 9.4 dB)
-    assert score > 11
-    assert score > psfkit.psf_snr(network, truth) + 1
+    refined, network = [], []
+    for kind in ("dead_leaves", "points", "cells"):
+        truth = psfkit.zernike_psf(rng.uniform(-0.12, 0.12, 8), cutoff=0.18, size=33)
+        image = psfkit.simulate_acquisition(getattr(data, kind)((256, 256), rng=rng), truth, gain=500, read_noise=0.01, rng=rng)
+        refined.append(psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18, refine=True), truth))
+        network.append(psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18), truth))
+    # measured: 15.1 dB mean (25.6 / 8.4 / 11.4), network 7.2 dB
+    assert np.mean(refined) > 11
+    assert np.mean(refined) > np.mean(network) + 4
+
+
+def test_candidate_weights_follow_the_likelihood():
+    from psfkit.learned._spectral_fit import candidate_weights
+
+    n = 2000
+    weights = candidate_weights([0.5 + 1 / n, 0.5, 0.5 + 2 / n, 0.5 + 1], n)
+    np.testing.assert_allclose(weights, np.array([np.exp(-1), 1, np.exp(-2), 0]) / (1 + np.exp(-1) + np.exp(-2)), atol=1e-12)
+
+
+def test_specimen_spectrum_model_stays_finite_under_strong_noise():
+    # under strong noise the least-squares start of the log specimen spectrum used to come out
+    # convex, which overflowed at the lowest frequencies and made the expected periodogram negative
+    from psfkit.learned._spectral_fit import WhittleModel, _fit
+
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-0.15, 0.15, 8)
+    image = psfkit.simulate_acquisition(
+        data.cells((256, 256), rng=rng), psfkit.zernike_psf(theta, cutoff=0.15, size=33), gain=50.0, read_noise=0.05, rng=rng
+    )
+    model = WhittleModel(image, 0.15, indices=NOLL)
+    starts = torch.from_numpy(np.concatenate([theta[None], rng.uniform(-0.15, 0.15, (7, 8))]))
+    spectrum, log_noise = model.initial_nuisances(starts)
+    fc = torch.full((8,), 0.15, dtype=torch.float64)
+    expected = model.expected(starts, spectrum, log_noise, fc)
+    assert torch.all(spectrum[:, 2] <= 0)
+    assert torch.all(torch.isfinite(expected)) and torch.all(expected >= 0.99 * torch.exp(log_noise)[:, None, None])
+    params, loss = _fit(model, [starts, spectrum, log_noise, fc], iterations=20, learning_rate=0.01, bound=0.25, fit_cutoff=False)
+    assert torch.all(params[1][:, 2] <= 0) and torch.all(loss.abs() < 10)
 
 
 def test_refinement_is_deterministic_and_bounded(case):

@@ -151,7 +151,7 @@ def sparsity_fit(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
 
 
 def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False):
-    """Refined coefficients and fc, and whether the fit was kept.
+    """Refined candidate coefficients, their fc and weights, and whether the fit was kept.
 
     The Whittle fit of :mod:`._spectral_fit` is noise-aware and runs at every
     noise level. The two criteria fail on different images (noiseless
@@ -164,15 +164,19 @@ def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False
     8.5 to 19.3 dB but lowers the moderate-noise one from 6.9 to 4.9 dB
     (under noise the band edge is hidden and fc trades off against defocus).
 
-    Coefficients stay within ``[-bound, bound]`` waves. Without a known
-    ``bound`` (``None``: the network's training range, 0.25 waves), a fit
-    that ends on that edge is not an interior optimum of the likelihood but
-    a sign that the image breaks the model (on the bundled C. elegans image,
-    whose elongated structures make its spectrum anisotropic, astigmatism ran
-    to the edge): the input estimate is returned then, with ``False``.
-    Applying a global correction to a ``grid`` map was measured with the
-    sparsity fit alone and dropped (6 noiseless tilted fields: 7.7 -> 8.4 dB
-    mean, but worse on 2 of 6).
+    Returns ``(thetas (M, K), fcs (M,), weights (M,), kept)``, best first:
+    the fitted candidates and their likelihood weights
+    (:func:`._spectral_fit.candidate_weights`), whose weighted mean PSF is
+    the estimate. Coefficients stay within ``[-bound, bound]`` waves.
+    Without a known ``bound`` (``None``: the network's training range, 0.25
+    waves), a fit that ends on that edge is not an interior optimum of the
+    likelihood but a sign that the image breaks the model (on the bundled
+    C. elegans image, whose elongated structures make its spectrum
+    anisotropic, astigmatism ran to the edge): such candidates are dropped,
+    and if the best one is among them the input estimate is returned alone,
+    with ``kept`` False. Applying a global correction to a ``grid`` map was
+    measured with the sparsity fit alone and dropped (6 noiseless tilted
+    fields: 7.7 -> 8.4 dB mean, but worse on 2 of 6).
     """
     from .._regularization import relative_noise
     from ._spectral_fit import spectral_fit
@@ -184,7 +188,11 @@ def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False
     clean = relative_noise(image, float(np.percentile(image, 0.5)))[0] <= _MAX_RELATIVE_NOISE
     if clean:
         starts.append(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
-    theta, fitted_cutoff, _ = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff and clean)
-    if bound is None and np.any(np.abs(theta) >= limit * (1 - 1e-6)):
-        return np.asarray(coefficients, dtype=np.float64), cutoff, False
-    return theta, fitted_cutoff, True
+    thetas, cutoffs, weights, _ = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff and clean)
+    if bound is None:
+        interior = np.all(np.abs(thetas) < limit * (1 - 1e-6), axis=1)
+        if not interior[0]:
+            return np.asarray(coefficients, dtype=np.float64)[None], np.array([cutoff], dtype=np.float64), np.ones(1), False
+        thetas, cutoffs, weights = thetas[interior], cutoffs[interior], weights[interior]
+    useful = weights >= 1e-3 * weights[0]  # the rest would not change the mean PSF
+    return thetas[useful], cutoffs[useful], weights[useful] / weights[useful].sum(), True

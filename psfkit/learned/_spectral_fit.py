@@ -11,7 +11,14 @@ specimen's spectrum, :math:`\hat w` the window's transform and
 coefficients are fitted by the Whittle likelihood
 :math:`\sum_\omega I / E[I] + \log E[I]`, with the nuisance parameters fitted
 alongside: :math:`\log S = a + b L + c L^2` (:math:`L = \log|\omega|`, a
-smooth, isotropic specimen spectrum) and :math:`\sigma^2`. Frequencies drowned
+smooth, isotropic specimen spectrum, concave: :math:`c \le 0`) and
+:math:`\sigma^2`. Concavity covers power laws and plateaus with a
+roll-off, and keeps :math:`S` bounded: under strong noise the unconstrained
+start came out convex, overflowed at the lowest frequencies and left the
+fit with a negative expected periodogram (calibration set of 52 synthetic
+images, fc known, best candidate's mean PSF SNR none / moderate / strong:
+20.3 / 8.4 / 2.3 dB unconstrained, 18.9 / 11.8 / 4.3 dB concave; the
+noiseless change is one image of 12 moving between two optima). Frequencies drowned
 in noise carry no weight, so, unlike the gradient-sparsity fit of
 :mod:`._refine`, the criterion stays usable under noise.
 
@@ -120,10 +127,14 @@ class WhittleModel:
         with torch.no_grad():
             otf_power = self._otf_power(theta, self.cutoff, (self.window, self.window))
             inside = self.mask & (self.radius < 1.5 * self.cutoff)
-            signal = (self.periodogram - self.noise_guess).clamp_min(1e-12)
+            signal = (self.periodogram - self.noise_guess).clamp_min(max(1e-3 * self.noise_guess, 1e-12))
             target = torch.log(signal[None] / otf_power.clamp_min(1e-3))[:, inside]  # (B, n)
             design = torch.stack([self.log_radius[inside] ** k for k in range(_DEGREE + 1)], 1)
             spectrum = torch.linalg.lstsq(design, target.T).solution.T
+            convex = spectrum[:, _DEGREE] > 0
+            if convex.any():  # the concave model's best fit then has no curvature: refit a power law
+                linear = torch.linalg.lstsq(design[:, :_DEGREE], target[convex].T).solution.T
+                spectrum[convex] = torch.cat([linear, torch.zeros_like(linear[:, :1])], 1)
         log_noise = torch.full((theta.shape[0],), float(np.log(max(self.noise_guess, 1e-12))), dtype=torch.float64)
         return spectrum, log_noise
 
@@ -145,22 +156,16 @@ def _fit(model, params, *, iterations, learning_rate, bound, fit_cutoff):
             optimizer.step()
             with torch.no_grad():
                 params[0].clamp_(-bound, bound)
+                params[1][:, _DEGREE].clamp_(max=0.0)  # concave log spectrum (see WhittleModel)
                 params[3].clamp_(*FC_RANGE)
     with torch.no_grad():
         return [p.detach() for p in params], model.loss(*params)
 
 
-def spectral_fit(
+def fit_candidates(
     image, starts, cutoff, *, indices, bound=0.25, fit_cutoff=False, random_starts=24, keep=4, iterations=(60, 200), seed=0
 ):
-    """Coefficients (and fc) maximising the Whittle likelihood of ``image``'s periodogram.
-
-    ``starts`` (list of coefficient vectors) are fitted together with zero
-    and ``random_starts`` seeded random points for ``iterations[0]`` steps;
-    the given starts and the ``keep`` best then for ``iterations[1]`` more.
-    With ``fit_cutoff``, fc is fitted too, from ``cutoff``. Returns the best
-    coefficients (float64 array), its fc and its loss.
-    """
+    """The model and the fitted candidates of :func:`spectral_fit`: (model, [theta, spectrum, log_noise, fc], loss)."""
     import torch
 
     model = WhittleModel(image, cutoff, indices=indices)
@@ -177,5 +182,44 @@ def spectral_fit(
     given = len(points) - random_starts - 1
     best = torch.unique(torch.cat([torch.arange(given), torch.argsort(loss)[:keep]]))
     params, loss = _fit(model, [p[best] for p in params], iterations=iterations[1], learning_rate=0.01, **options)
-    i = int(torch.argmin(loss))
-    return params[0][i].numpy(), float(params[3][i]), float(loss[i])
+    return model, params, loss
+
+
+def spectral_fit(image, starts, cutoff, *, indices, **options):
+    """Coefficients (and fc) maximising the Whittle likelihood of ``image``'s periodogram.
+
+    ``starts`` (list of coefficient vectors) are fitted together with zero
+    and ``random_starts`` seeded random points for ``iterations[0]`` steps;
+    the given starts and the ``keep`` best then for ``iterations[1]`` more.
+    With ``fit_cutoff``, fc is fitted too, from ``cutoff``. Returns every
+    fitted candidate, best first: coefficients (M, K), fc (M,), the
+    likelihood weights (M,) of :func:`candidate_weights`, and the losses (M,).
+    """
+    import torch
+
+    model, params, loss = fit_candidates(image, starts, cutoff, indices=indices, **options)
+    order = torch.argsort(loss)
+    loss = loss[order].numpy()
+    return params[0][order].numpy(), params[3][order].numpy(), candidate_weights(loss, int(model.mask.sum())), loss
+
+
+def candidate_weights(loss, frequencies):
+    """Posterior weights ``exp(-n (L - L_min))`` of candidates with per-frequency losses ``L``.
+
+    ``n`` is the number of frequencies in the likelihood: the evidence of a
+    single periodogram, not of the average of all windows. The specimen
+    model's errors do not average out over windows, and the full count made
+    the best candidate take all the weight. Measured on 52 synthetic
+    calibration images (12 / 20 / 20 without / with moderate / with strong
+    noise; not the held-out set; fc known), mean PSF SNR of the weighted
+    mean of the oriented PSFs of the 3 best candidates: best alone 18.9 /
+    11.8 / 4.3 dB; weights with 0.3 n 19.2 / 12.0 / 5.8, n 18.9 / 12.3 /
+    5.7, 3 n 18.9 / 12.2 / 5.6, 10 n 18.9 / 12.1 / 5.1. With all candidates
+    through ``estimate_psf(refine=True)``: 19.3 / 12.5 / 6.2 dB. A Laplace
+    approximation around the best candidate instead (Gaussian in the
+    coefficients, Hessian of the likelihood) gained at most 0.24 dB and was
+    dropped.
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    weights = np.exp(-frequencies * (loss - loss.min()))
+    return weights / weights.sum()
