@@ -188,7 +188,7 @@ def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False
     clean = relative_noise(image, float(np.percentile(image, 0.5)))[0] <= _MAX_RELATIVE_NOISE
     if clean:
         starts.append(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
-    thetas, cutoffs, weights, _ = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff and clean)
+    thetas, cutoffs, weights = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff and clean)
     if bound is None:
         interior = np.all(np.abs(thetas) < limit * (1 - 1e-6), axis=1)
         if not interior[0]:

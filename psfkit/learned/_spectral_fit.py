@@ -162,10 +162,18 @@ def _fit(model, params, *, iterations, learning_rate, bound, fit_cutoff):
         return [p.detach() for p in params], model.loss(*params)
 
 
-def fit_candidates(
+def spectral_fit(
     image, starts, cutoff, *, indices, bound=0.25, fit_cutoff=False, random_starts=24, keep=4, iterations=(60, 200), seed=0
 ):
-    """The model and the fitted candidates of :func:`spectral_fit`: (model, [theta, spectrum, log_noise, fc], loss)."""
+    """Coefficients (and fc) maximising the Whittle likelihood of ``image``'s periodogram.
+
+    ``starts`` (list of coefficient vectors) are fitted together with zero
+    and ``random_starts`` seeded random points for ``iterations[0]`` steps;
+    the given starts and the ``keep`` best then for ``iterations[1]`` more.
+    With ``fit_cutoff``, fc is fitted too, from ``cutoff``. Returns every
+    fitted candidate, best first: coefficients (M, K), fc (M,) and the
+    likelihood weights (M,) of :func:`candidate_weights`.
+    """
     import torch
 
     model = WhittleModel(image, cutoff, indices=indices)
@@ -182,25 +190,9 @@ def fit_candidates(
     given = len(points) - random_starts - 1
     best = torch.unique(torch.cat([torch.arange(given), torch.argsort(loss)[:keep]]))
     params, loss = _fit(model, [p[best] for p in params], iterations=iterations[1], learning_rate=0.01, **options)
-    return model, params, loss
-
-
-def spectral_fit(image, starts, cutoff, *, indices, **options):
-    """Coefficients (and fc) maximising the Whittle likelihood of ``image``'s periodogram.
-
-    ``starts`` (list of coefficient vectors) are fitted together with zero
-    and ``random_starts`` seeded random points for ``iterations[0]`` steps;
-    the given starts and the ``keep`` best then for ``iterations[1]`` more.
-    With ``fit_cutoff``, fc is fitted too, from ``cutoff``. Returns every
-    fitted candidate, best first: coefficients (M, K), fc (M,), the
-    likelihood weights (M,) of :func:`candidate_weights`, and the losses (M,).
-    """
-    import torch
-
-    model, params, loss = fit_candidates(image, starts, cutoff, indices=indices, **options)
     order = torch.argsort(loss)
-    loss = loss[order].numpy()
-    return params[0][order].numpy(), params[3][order].numpy(), candidate_weights(loss, int(model.mask.sum())), loss
+    weights = candidate_weights(loss[order].numpy(), int(model.mask.sum()))
+    return params[0][order].numpy(), params[3][order].numpy(), weights
 
 
 def candidate_weights(loss, frequencies):
