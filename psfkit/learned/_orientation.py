@@ -57,22 +57,28 @@ def prepare_crop(image):
 def choose_orientation(image, coefficients, cutoff, *, indices, threshold=0.01):
     """Return ``coefficients`` or their point-reflected variant, whichever fits ``image``.
 
+    ``coefficients`` is (K,) with a float ``cutoff``, or (M, K) candidates
+    with ``cutoff`` (M,), each oriented separately from one image spectrum.
     Odd terms smaller than ``threshold`` waves in total (RMS) make both
-    candidates nearly identical; the estimate is returned unchanged then.
+    candidates nearly identical; such an estimate is returned unchanged.
     """
     import torch
 
     from ._refine import prepare, sparsity_objective
 
     coefficients = np.asarray(coefficients, dtype=np.float64)
-    odd = _ODD[: len(coefficients)]
-    if np.sqrt(np.sum(coefficients[odd] ** 2)) < threshold:
+    batch = np.atleast_2d(coefficients)
+    cutoffs = np.broadcast_to(np.asarray(cutoff, dtype=np.float64), batch.shape[:1])
+    odd = _ODD[: batch.shape[1]]
+    ambiguous = np.sqrt(np.sum(batch[:, odd] ** 2, axis=1)) >= threshold
+    if not ambiguous.any():
         return coefficients
-    reflected = np.where(odd, -coefficients, coefficients)  # the point-reflected PSF
+    reflected = np.where(odd, -batch, batch)  # the point-reflected PSFs
     spectrum, epsilon, shape = prepare(image)
     with torch.no_grad():
-        scores = [
-            float(sparsity_objective(torch.from_numpy(c), float(cutoff), spectrum, epsilon, shape, indices))
-            for c in (coefficients, reflected)
-        ]
-    return coefficients if scores[0] <= scores[1] else reflected
+        scores = sparsity_objective(
+            torch.from_numpy(np.concatenate([batch, reflected])), torch.from_numpy(np.concatenate([cutoffs, cutoffs])),
+            spectrum, epsilon, shape, indices,
+        ).numpy().reshape(2, -1)
+    flip = ambiguous & (scores[1] < scores[0])
+    return np.where(flip[:, None], reflected, batch).reshape(coefficients.shape)

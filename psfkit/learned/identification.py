@@ -196,7 +196,7 @@ def estimate_psf(
         candidates, candidate_fc, weights, refined = refine_fit(
             image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None
         )
-    candidates = np.stack([choose_orientation(image, t, f, indices=NOLL) for t, f in zip(candidates, candidate_fc)])
+    candidates = choose_orientation(image, candidates, candidate_fc, indices=NOLL)
     global_theta, fc[0] = candidates[0], candidate_fc[0]
     if grid is None:
         # the likelihood-weighted mean of the refined candidates (one candidate without refine)
