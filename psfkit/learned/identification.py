@@ -86,8 +86,8 @@ def estimate_psf(
         the layout that :func:`psfkit.deconvolve` and
         :meth:`psfkit.ProductConvolution.from_grid` accept.
     refine : bool, optional
-        Fit the global estimate's coefficients (and, on clean images with
-        ``cutoff`` unknown, fc) to the image by maximum likelihood on its
+        Fit the global estimate's coefficients (and, with ``cutoff``
+        unknown, fc) to the image by maximum likelihood on its
         power spectrum, seeded on clean images by a gradient-sparsity fit
         (:mod:`psfkit.learned._refine`). The PSF returned is the mean of the
         fitted candidates' PSFs weighted by their likelihood: close to the
