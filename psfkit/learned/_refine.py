@@ -37,9 +37,10 @@ _SIZE = 33
 # Stage-2 regulariser: this fraction of the noise floor, at least _SHARP_FLOOR.
 _SHARP_SCALE = 0.3
 _SHARP_FLOOR = 1e-3
-# Relative noise (noise std / signal range) up to which the sparsity fit seeds the spectral fit. Measured gain of the sparsity fit alone over the network (mean PSF SNR, 20
-# held-out images each): +7.4 dB without noise (rho <= 5e-4), +5.5 dB at rho ~ 0.0035, +2.8 dB at
-# 0.007, +0.45 dB at 0.013; the benchmark's moderate noise (rho 0.022-0.053) loses.
+# Relative noise (noise std / signal range) up to which the sparsity fit seeds the spectral fit.
+# Measured gain of the sparsity fit alone over the network (mean PSF SNR, 20 held-out images each):
+# +7.4 dB without noise (rho <= 5e-4), +5.5 dB at rho ~ 0.0035, +2.8 dB at 0.007, +0.45 dB at 0.013;
+# the benchmark's moderate noise (rho 0.022-0.053) loses.
 _MAX_RELATIVE_NOISE = 0.01
 _DEFAULT_BOUND = 0.25  # waves: the largest amplitude the network was trained on
 
