@@ -22,9 +22,10 @@ noiseless change is one image of 12 moving between two optima). Started at
 the true coefficients on the same images, the fit drifts to 19.1 / 13.6 /
 7.1 dB: the model's own limit. Richer specimen spectra did not lift it
 (an anisotropic ``cos 2phi, sin 2phi`` term: 19.2 / 13.8 / 6.7 dB; that
-term linear in ``L``: 18.4 / 13.2 / 5.5; a cubic in ``L``: 22.6 / 13.0 / 7.5). Frequencies drowned
-in noise carry no weight, so, unlike the gradient-sparsity fit of
-:mod:`._refine`, the criterion stays usable under noise.
+term linear in ``L``: 18.4 / 13.2 / 5.5; a cubic in ``L``: 22.6 / 13.0 /
+7.5). Frequencies drowned in noise carry no weight, so, unlike the
+gradient-sparsity fit of :mod:`._refine`, the criterion stays usable under
+noise.
 
 Two details were measured to matter (held-out noiseless subset, 10 images,
 fc known, mean PSF SNR; the network alone scores 3.4 dB):
@@ -47,7 +48,7 @@ swamps the faint high-frequency power of a noiseless image (measured: 13.9
 import numpy as np
 
 from .identifier_net import FC_RANGE
-from .spectral import hann_window, tapered_power
+from .spectral import half_overlapping_windows, hann_window, tapered_power
 
 WINDOW = 64  # Welch window: spectral resolution 1/64 cycle/pixel
 _FINE = 128  # grid of the model spectrum; 2 x WINDOW holds every lag of the window's autocorrelation
@@ -62,8 +63,7 @@ def welch_periodogram(image, window=WINDOW):
 
     x = torch.from_numpy(np.asarray(image, dtype=np.float64))
     x = (x - x.mean()) / x.std().clamp_min(1e-12)
-    patches = x.unfold(0, window, window // 2).unfold(1, window, window // 2).reshape(-1, window, window)
-    return tapered_power(patches).mean(0)
+    return tapered_power(half_overlapping_windows(x[None], window)[0]).mean(0)
 
 
 def _radius(n):

@@ -33,9 +33,9 @@ def tapered_power(patches):
     return torch.view_as_real(torch.fft.rfft2(patches)).square().sum(-1) / taper.square().sum()
 
 
-def _patches(images, window, stride):
-    # (B, H, W) -> (B, P, window, window) with half-overlapping windows
-    patches = images.unfold(1, window, stride).unfold(2, window, stride)
+def half_overlapping_windows(images, window):
+    """(B, H, W) -> (B, P, window, window): every window at a stride of ``window // 2``."""
+    patches = images.unfold(1, window, window // 2).unfold(2, window, window // 2)
     b, py, px = patches.shape[:3]
     return patches.reshape(b, py * px, window, window)
 
