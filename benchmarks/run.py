@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python benchmarks/run.py [SUITE ...] [--quick]
 
 Suites: ``identification`` (PSF SNR of estimate_psf, the classical baselines
-and the trivial floors), ``deblurring`` (PSNR / SSIM of the blind pipeline,
+and the trivial floors; also over-sampled images, fc below the training range), ``deblurring`` (PSNR / SSIM of the blind pipeline,
 the baselines and the non-blind oracle), ``speed`` (zernike_psf throughput,
 convolution / product convolution, deconvolution iterations vs scikit-image,
 identification latency), ``baselines`` (fidelity of l0-gradient and
@@ -26,7 +26,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 SUITES = {
-    "identification": (["bench_identification.py", "--baselines"], ["bench_identification.py", "--quick"]),
+    "identification": (
+        [["bench_identification.py", "--baselines"], ["bench_oversampled.py"]],
+        [["bench_identification.py", "--quick"], ["bench_oversampled.py", "--quick"]],
+    ),
     "deblurring": (["bench_deblurring.py", "--baselines"], ["bench_deblurring.py", "--quick"]),
     "speed": (
         [["bench_zernike.py"], ["bench_convolution.py"], ["bench_deconvolution.py"]],

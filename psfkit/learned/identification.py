@@ -4,6 +4,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_positive
 from ._orientation import choose_orientation
+from .resampling import dct_downsample, oversampling_factor
 from ._weights import bundled_network
 
 NOLL = tuple(range(4, 12))
@@ -23,6 +24,18 @@ def _resolve_device(device):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available")
     return device
+
+
+def _check_cutoff(cutoff, hi):
+    if cutoff is None:
+        return None
+    check_positive(cutoff, "cutoff")
+    if cutoff > hi:
+        raise ValueError(
+            f"cutoff must be at most {hi} cycles/pixel, got {cutoff!r}: above 0.25 the image is under-sampled "
+            "(aliased) and its aberrations are not identified (the spectral fit alone reached ~5 dB PSF SNR there)"
+        )
+    return float(cutoff)
 
 
 def _check_condition(value, name, lo, hi):
@@ -73,8 +86,14 @@ def estimate_psf(
         Raw image: any float or integer dtype, any offset (camera baseline)
         and scale. Both sides must be at least 64 pixels.
     cutoff : float, optional
-        Known cut-off frequency fc (cycles/pixel, in [0.1, 0.27]; see
-        :func:`psfkit.cutoff_frequency`). ``None``: estimated too.
+        Known cut-off frequency fc (cycles/pixel, at most 0.27; see
+        :func:`psfkit.cutoff_frequency`). ``None``: estimated too, within
+        the network's range [0.1, 0.27]. A known fc below the training range
+        0.125 (finely sampled, e.g. confocal, images) is handled by
+        identifying the PSF on the image downsampled by an integer factor
+        ``s`` (``0.125 <= s fc <= 0.25``; the image must then have at least
+        ``64 s`` pixels a side) and rendering it back at fc: the Zernike
+        coefficients do not depend on the pixel size.
     max_amplitude : float, optional
         Known bound theta_max (waves) of the aberration coefficients, in
         (0, 0.3]. ``None``: unknown.
@@ -153,7 +172,17 @@ def estimate_psf(
     from .spectral import welch_log_spectrum
 
     image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
-    cutoff = _check_condition(cutoff, "cutoff", *FC_RANGE)
+    cutoff = _check_cutoff(cutoff, FC_RANGE[1])
+    # a known fc below the training range: identify on a downsampled image (see .resampling)
+    factor = 1 if cutoff is None else oversampling_factor(cutoff)
+    user_cutoff = cutoff
+    if factor > 1:
+        if min(image.shape) < _MIN_SIDE * factor:
+            raise ValueError(
+                f"image must be at least {_MIN_SIDE * factor} pixels on each side for cutoff={cutoff!r} (it is "
+                f"downsampled {factor} times to bring fc into the network's range), got shape {image.shape}"
+            )
+        image, cutoff = dct_downsample(image, factor), cutoff * factor
     max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
     check_positive(size, "size", integer=True)
     if not isinstance(refine, bool):
@@ -197,6 +226,9 @@ def estimate_psf(
             image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None
         )
     candidates = choose_orientation(image, candidates, candidate_fc, indices=NOLL)
+    if factor > 1:  # back to the input's pixels: the coefficients do not change, fc does
+        candidate_fc = np.full_like(candidate_fc, user_cutoff)
+        fc[:] = user_cutoff
     global_theta, fc[0] = candidates[0], candidate_fc[0]
     if grid is None:
         # the likelihood-weighted mean of the refined candidates (one candidate without refine)
