@@ -41,6 +41,8 @@ def deblur(
     cutoff : float, optional
         Known cut-off frequency fc in cycles/pixel; from physical units use
         ``psfkit.cutoff_frequency(numerical_aperture, wavelength, pixel_size)``.
+        At most 0.27; below 0.125 (finely sampled images) the PSF is
+        identified on a downsampled copy (see :func:`psfkit.estimate_psf`).
     max_amplitude : float, optional
         Known bound (waves) on the aberration coefficients.
     grid : (int, int), optional
