@@ -24,9 +24,9 @@ the true coefficients on the same images, the fit drifts to 19.1 / 13.6 /
 (an anisotropic ``cos 2phi, sin 2phi`` term: 19.2 / 13.8 / 6.7 dB; that
 term linear in ``L``: 18.4 / 13.2 / 5.5; a cubic in ``L``: 22.6 / 13.0 /
 7.5); through the whole ``estimate_psf(refine=True)`` the anisotropic term
-lost under noise (19.3 / 12.5 / 6.2 -> 20.0 / 10.8 / 5.2 dB). Frequencies drowned in noise carry no weight, so, unlike the
-gradient-sparsity fit of :mod:`._refine`, the criterion stays usable under
-noise.
+lost under noise (19.3 / 12.5 / 6.2 -> 20.0 / 10.8 / 5.2 dB). Frequencies
+drowned in noise carry no weight, so, unlike the gradient-sparsity fit of
+:mod:`._refine`, the criterion stays usable under noise.
 
 Two details were measured to matter (held-out noiseless subset, 10 images,
 fc known, mean PSF SNR; the network alone scores 3.4 dB):

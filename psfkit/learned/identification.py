@@ -4,8 +4,8 @@ import numpy as np
 
 from .._validation import as_float_array, check_positive
 from ._orientation import choose_orientation
-from .resampling import dct_downsample, oversampling_factor
 from ._weights import bundled_network
+from .resampling import dct_downsample, oversampling_factor
 
 NOLL = tuple(range(4, 12))
 _EVEN = np.array([True, True, True, False, False, False, False, True])
