@@ -80,9 +80,9 @@ def held_out_set(n_per_kind, seed=1_000_003):
     return cases
 
 
-def mean_psf(fc, rng, n=256):
+def mean_psf(fc, rng, n=256, size=SIZE):
     thetas = rng.uniform(-0.15, 0.15, (n, len(NOLL)))
-    return psfkit.zernike_psf(thetas, cutoff=fc, size=SIZE).mean(axis=0)
+    return psfkit.zernike_psf(thetas, cutoff=fc, size=size).mean(axis=0)
 
 
 def _padded(psf):

@@ -37,7 +37,7 @@ import psfkit  # noqa: E402
 from psfkit import data  # noqa: E402
 from psfkit.learned.resampling import oversampling_factor  # noqa: E402
 from _common import machine_info  # noqa: E402
-from bench_identification import NOISE, RESULTS  # noqa: E402  (the same noise levels)
+from bench_identification import NOISE, RESULTS, mean_psf  # noqa: E402  (the same noise levels and floor)
 
 KINDS = ("filaments", "points", "cells", "dead_leaves")
 SIZE = 65
@@ -77,7 +77,7 @@ def run(n_per_kind):
                 estimate = method(y, fc)
                 seconds[name].append(time.perf_counter() - start)
                 scores[name].append(psfkit.psf_snr(estimate, h))
-            blind = psfkit.zernike_psf(mean_rng.uniform(-0.15, 0.15, (256, 8)), cutoff=fc, size=SIZE).mean(axis=0)
+            blind = mean_psf(fc, mean_rng, size=SIZE)
             scores["image-blind mean PSF at true fc (floor)"].append(psfkit.psf_snr(blind, h))
             seconds["image-blind mean PSF at true fc (floor)"].append(0.0)
         for name, values in scores.items():
