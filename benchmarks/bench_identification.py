@@ -109,8 +109,8 @@ def _refined(result):
 
 def run_identification(cases, with_baselines, seed=7):
     methods = {
-        "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE),
-        "network, fc unknown": lambda y, fc: psfkit.estimate_psf(y, size=SIZE),
+        "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=False),
+        "network, fc unknown": lambda y, fc: psfkit.estimate_psf(y, size=SIZE, refine=False),
         "network + refinement (refine=True), fc known": lambda y, fc: _refined(psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=True, return_coefficients=True)),
         "network + refinement (refine=True), fc unknown": lambda y, fc: _refined(psfkit.estimate_psf(y, size=SIZE, refine=True, return_coefficients=True)),
         "Airy at true fc (floor)": lambda y, fc: psfkit.airy_psf(cutoff=fc, size=SIZE),
@@ -196,7 +196,7 @@ def tilted_sample(quick):
         ]
         results[label] = {"mean": float(np.mean(snrs)), "min": float(np.min(snrs)), "per_psf": [round(s, 2) for s in snrs]}
     # what a single global PSF would score against the local truths
-    single = psfkit.estimate_psf(y, cutoff=fc, size=SIZE)
+    single = psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=False)
     snrs = [psfkit.psf_snr(single, psfkit.zernike_psf(theta_at((j + 0.5) / grid[1]), cutoff=fc, size=SIZE)) for j in range(grid[1])]
     results["single global PSF, fc known"] = {"mean": float(np.mean(snrs)), "min": float(np.min(snrs))}
     return {"shape": shape, "grid": grid, "noise": "moderate", **results}
@@ -209,11 +209,11 @@ def latency(quick):
     big = (1024, 1024) if quick else (2048, 2048)
     for label, shape, grid in (("global, 512x512", (512, 512), None), (f"8x8 map, {big[0]}x{big[1]}", big, (8, 8))):
         y = psfkit.simulate_acquisition(data.random_specimen(shape, rng=rng), h, gain=500.0, rng=rng)
-        psfkit.estimate_psf(y[:256, :256])  # warm-up: weights, plans, JIT
+        psfkit.estimate_psf(y[:256, :256], refine=False)  # warm-up: weights, plans, JIT
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            psfkit.estimate_psf(y, grid=grid)
+            psfkit.estimate_psf(y, grid=grid, refine=False)  # the network (a map is never refined)
             times.append(time.perf_counter() - start)
         out[label] = float(min(times))
     return out

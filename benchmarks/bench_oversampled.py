@@ -57,7 +57,7 @@ def cases(n_per_kind, seed=2_000_003):
 
 def run(n_per_kind):
     methods = {
-        "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE),
+        "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=False),
         "network + refinement (refine=True), fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=True),
         "Airy at true fc (floor)": lambda y, fc: psfkit.airy_psf(cutoff=fc, size=SIZE),
     }

@@ -28,7 +28,7 @@ def deblur(
     iterations=None,
     regularization="auto",
     size=33,
-    refine=True,
+    refine=None,
     device=None,
     progress=False,
 ):
@@ -59,10 +59,10 @@ def deblur(
         Passed to :func:`psfkit.deconvolve`.
     size : int, optional
         Side of the estimated PSF window.
-    refine : bool, optional
-        Fit the network's PSF estimate to the image
-        (``estimate_psf(..., refine=True)``; about 3-7 s on 2 CPU cores).
-        Default True.
+    refine : bool or None, optional
+        Fit the network's PSF estimate to the image (about 3-7 s on 2 CPU
+        cores); ``None`` (default) follows :func:`psfkit.estimate_psf`:
+        a global estimate is refined, a ``grid`` map is not.
     device : str, optional
         Where the networks run (CUDA when available).
     progress : bool, optional

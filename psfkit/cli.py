@@ -218,8 +218,9 @@ def parser():
         c.add_argument("--max-amplitude", type=float, help="known bound of the aberrations (waves)")
         c.add_argument("--grid", type=_grid, help="space-varying PSF map, e.g. 4x4")
         c.add_argument("--size", type=int, default=33, help="PSF window side (default 33)")
-        c.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                       help="fit the network's estimate to the image (default: on; about 3-7 s on 2 CPU cores)")
+        c.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                       help="fit the network's estimate to the image (about 3-7 s on 2 CPU cores; "
+                            "default: on for a global PSF, off with --grid)")
         c.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
         c.add_argument("--force", action="store_true", help="overwrite existing outputs")
         if name == "deblur":

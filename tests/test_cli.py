@@ -67,10 +67,11 @@ def test_errors_are_one_clear_line(image_file, tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_refinement_is_on_by_default_and_can_be_switched_off():
+def test_refinement_follows_estimate_psf_by_default_and_can_be_forced():
     from psfkit.cli import parser
 
     for command in ("estimate", "deblur"):
         extra = ["-o", "out.tif"] if command == "deblur" else []
-        assert parser().parse_args([command, "in.tif", *extra]).refine is True
+        assert parser().parse_args([command, "in.tif", *extra]).refine is None  # estimate_psf decides (global: on)
+        assert parser().parse_args([command, "in.tif", *extra, "--refine"]).refine is True
         assert parser().parse_args([command, "in.tif", *extra, "--no-refine"]).refine is False

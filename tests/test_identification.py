@@ -22,7 +22,7 @@ def case():
 
 def test_global_estimate_is_a_psf(case):
     image, _ = case
-    psf = psfkit.estimate_psf(image, cutoff=0.18)
+    psf = psfkit.estimate_psf(image, cutoff=0.18, refine=False)
     assert psf.shape == (33, 33) and psf.dtype == np.float64
     assert psf.min() >= 0 and psf.sum() == pytest.approx(1.0)
 
@@ -31,8 +31,8 @@ def test_estimate_beats_the_image_blind_floors(case):
     # the aberration-free Airy PSF at the true fc is what "no identification" gives
     image, truth = case
     airy = psfkit.psf_snr(psfkit.airy_psf(cutoff=0.18, size=33), truth)
-    known = psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18), truth, align=True)
-    unknown = psfkit.psf_snr(psfkit.estimate_psf(image), truth, align=True)
+    known = psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18, refine=False), truth, align=True)
+    unknown = psfkit.psf_snr(psfkit.estimate_psf(image, refine=False), truth, align=True)
     assert known > airy + 3
     assert unknown > airy + 1
 
@@ -40,8 +40,8 @@ def test_estimate_beats_the_image_blind_floors(case):
 def test_deterministic_and_input_not_modified(case):
     image, _ = case
     copy = image.copy()
-    a = psfkit.estimate_psf(image)
-    b = psfkit.estimate_psf(image)
+    a = psfkit.estimate_psf(image, refine=False)
+    b = psfkit.estimate_psf(image, refine=False)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(image, copy)
 
@@ -50,14 +50,14 @@ def test_raw_uint16_with_offset_and_scale_gives_the_same_psf(case):
     image, _ = case
     scaled = image / image.max() * 30000
     raw = np.round(scaled + 400).astype(np.uint16)  # camera baseline + 16-bit counts
-    a = psfkit.estimate_psf(scaled, cutoff=0.18)
-    b = psfkit.estimate_psf(raw, cutoff=0.18)
+    a = psfkit.estimate_psf(scaled, cutoff=0.18, refine=False)
+    b = psfkit.estimate_psf(raw, cutoff=0.18, refine=False)
     assert psfkit.psf_snr(b, a) > 25
 
 
 def test_return_coefficients_and_size(case):
     image, _ = case
-    psf, info = psfkit.estimate_psf(image, cutoff=0.18, size=25, return_coefficients=True)
+    psf, info = psfkit.estimate_psf(image, cutoff=0.18, size=25, refine=False, return_coefficients=True)
     assert psf.shape == (25, 25)
     assert info["noll"] == NOLL and info["coefficients"].shape == (8,)
     assert info["cutoff"] == pytest.approx(0.18)
@@ -66,7 +66,7 @@ def test_return_coefficients_and_size(case):
 
 def test_unknown_cutoff_is_estimated_in_range(case):
     image, _ = case
-    _, info = psfkit.estimate_psf(image, return_coefficients=True)
+    _, info = psfkit.estimate_psf(image, refine=False, return_coefficients=True)
     assert 0.1 <= info["cutoff"] <= 0.27
 
 
@@ -78,6 +78,27 @@ def test_grid_map_shapes_and_feeds_deconvolve(case):
     assert info["coefficients"].shape == (2, 3, 8) and info["cutoff"].shape == (2, 3)
     restored = psfkit.deconvolve(image, psf_map, iterations=3)
     assert restored.shape == image.shape
+
+
+def test_refinement_is_the_default_for_a_global_estimate_only(case, monkeypatch):
+    # the network alone sits at the image-blind floor, so a plain call refines; a map stays fast
+    import psfkit.learned._refine as refine_module
+
+    calls = []
+
+    def spy(image, coefficients, cutoff, **kwargs):
+        calls.append(kwargs)
+        return np.asarray(coefficients)[None], np.array([cutoff]), np.ones(1), True
+
+    monkeypatch.setattr(refine_module, "refine", spy)
+    image, _ = case
+    _, info = psfkit.estimate_psf(image, cutoff=0.18, return_coefficients=True)
+    assert len(calls) == 1 and info["refined"] is True
+    psfkit.estimate_psf(image, cutoff=0.18, grid=(2, 2))
+    psfkit.estimate_psf(image, cutoff=0.18, refine=False)
+    assert len(calls) == 1
+    psfkit.estimate_psf(image, cutoff=0.18, grid=(2, 2), refine=True)
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize(
@@ -154,7 +175,7 @@ def test_refinement_identifies_noisy_psfs():
         truth = psfkit.zernike_psf(rng.uniform(-0.12, 0.12, 8), cutoff=0.18, size=33)
         image = psfkit.simulate_acquisition(getattr(data, kind)((256, 256), rng=rng), truth, gain=500, read_noise=0.01, rng=rng)
         refined.append(psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18, refine=True), truth))
-        network.append(psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18), truth))
+        network.append(psfkit.psf_snr(psfkit.estimate_psf(image, cutoff=0.18, refine=False), truth))
     # measured: 15.1 dB mean (25.6 / 8.4 / 11.4), network 7.2 dB
     assert np.mean(refined) > 11
     assert np.mean(refined) > np.mean(network) + 4
@@ -168,7 +189,7 @@ def test_refinement_fits_an_unknown_cutoff_under_noise():
         truth = psfkit.zernike_psf(rng.uniform(-0.12, 0.12, 8), cutoff=fc, size=33)
         image = psfkit.simulate_acquisition(getattr(data, kind)((256, 256), rng=rng), truth, gain=500, read_noise=0.01, rng=rng)
         psf, info = psfkit.estimate_psf(image, refine=True, return_coefficients=True)
-        start, start_info = psfkit.estimate_psf(image, return_coefficients=True)
+        start, start_info = psfkit.estimate_psf(image, refine=False, return_coefficients=True)
         refined_error.append(abs(info["cutoff"] / fc - 1))
         network_error.append(abs(start_info["cutoff"] / fc - 1))
         refined_snr.append(psfkit.psf_snr(psf, truth))

@@ -74,7 +74,7 @@ def make_batch(pool, batch, generator, *, estimated_fraction=0.5):
     known = torch.rand(batch, generator=generator) < 0.5
     for i in torch.nonzero(estimated).flatten().tolist():
         fc = float(cutoff[i]) if known[i] else None
-        psfs[i] = torch.from_numpy(psfkit.estimate_psf(images[i].numpy(), cutoff=fc, size=PSF_SIZE)).float()
+        psfs[i] = torch.from_numpy(psfkit.estimate_psf(images[i].numpy(), cutoff=fc, size=PSF_SIZE, refine=False)).float()
 
     # one normalisation per acquisition, exactly as at inference, then a random patch
     normed, lo, scale = normalize(images[:, None])
