@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 
 SUITES = {
     "identification": (
-        [["bench_identification.py", "--baselines"], ["bench_oversampled.py"]],
-        [["bench_identification.py", "--quick"], ["bench_oversampled.py", "--quick"]],
+        [["bench_identification.py", "--baselines"], ["bench_oversampled.py"], ["bench_measured_psfs.py"]],
+        [["bench_identification.py", "--quick"], ["bench_oversampled.py", "--quick"], ["bench_measured_psfs.py", "--quick"]],
     ),
     "deblurring": (["bench_deblurring.py", "--baselines"], ["bench_deblurring.py", "--quick"]),
     "speed": (
