@@ -183,7 +183,9 @@ def run(data, n_per_kind, seed=3_000_017):
                     "psf_snr_aligned_mean": float(np.mean(s["aligned"])),
                     "seconds_mean": float(np.mean(s["seconds"])),
                 })
-            print(f"  {name} / {noise} done", file=sys.stderr, flush=True)
+            for r in rows[-len(scores):]:  # progress: this block's rows as they come
+                print(f"  {name} / {noise} / {r['method']}: {r['psf_snr_raw_mean']:.2f} / {r['psf_snr_raw_median']:.2f}"
+                      f" (aligned {r['psf_snr_aligned_mean']:.2f})", file=sys.stderr, flush=True)
     return setups, rows
 
 
