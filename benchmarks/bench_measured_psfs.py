@@ -28,8 +28,9 @@ The bead image's noise beyond the OTF support (1.1 x 2 fc) is removed too
 
 Specimens, noise levels and seeds are those of ``bench_identification.py``
 (its held-out generator, with a distinct seed); images 256 x 256 (300 x 300
-for the confocal PSF, which is downsampled 3x; the C. elegans crops limit the size). Metric: PSF SNR, raw and
-aligned (``psf_snr(align=True)``), against the recentred measured PSF.
+for the confocal PSF, which is downsampled 3x; the C. elegans crops limit
+the size). Metric: PSF SNR, raw and aligned (``psf_snr(align=True)``),
+against the recentred measured PSF.
 Methods: ``estimate_psf`` (network alone; refined, the default) with fc
 known (= fitted) and, where fc lies in the network's range, unknown, and
 (``llsm``) with fc given 5 % too low / too high, as a nominal NA and
@@ -104,6 +105,10 @@ def fit_zernike(measured, cutoff, *, starts=8, seed=0):
     return float(best.x[0]), dict(zip(FIT_INDICES, best.x[1:]))
 
 
+def _untilted(coefficients):
+    return {j: a for j, a in coefficients.items() if j > 3}
+
+
 def reference_psf(measured, cutoff, coefficients):
     """The measured PSF recentred and freed of the measurement noise outside the OTF support.
 
@@ -115,7 +120,7 @@ def reference_psf(measured, cutoff, coefficients):
     """
     size = measured.shape[0]
     tilted = psfkit.zernike_psf(coefficients, cutoff=cutoff, size=size)
-    centred = psfkit.zernike_psf({j: a for j, a in coefficients.items() if j > 3}, cutoff=cutoff, size=size)
+    centred = psfkit.zernike_psf(_untilted(coefficients), cutoff=cutoff, size=size)
     shift = np.subtract(center_of_mass(centred), center_of_mass(tilted))
     spectrum = fourier_shift(np.fft.fft2(measured), shift)
     frequency = np.fft.fftfreq(size)
@@ -125,7 +130,7 @@ def reference_psf(measured, cutoff, coefficients):
 
 
 def set_ups(data):
-    """(name, measured PSF recentred, fitted fc, model ceiling in dB, image shape, fc-unknown allowed)."""
+    """(name, reference PSF, fitted fc, model ceiling in dB, image shape, fc-unknown allowed, fitted coefficients)."""
     out = []
     for name, measured, guess, shape in (
         ("llsm", llsm_psf(data), 0.2, (256, 256)),
@@ -133,7 +138,7 @@ def set_ups(data):
     ):
         fc, coefficients = fit_zernike(measured, guess)
         reference = reference_psf(measured, fc, coefficients)
-        model = psfkit.zernike_psf({j: a for j, a in coefficients.items() if j > 3}, cutoff=fc, size=measured.shape[0])
+        model = psfkit.zernike_psf(_untilted(coefficients), cutoff=fc, size=measured.shape[0])
         ceiling = float(psfkit.psf_snr(model, reference))
         out.append((name, reference, fc, ceiling, shape, 0.125 <= fc <= 0.25, coefficients))
     return out
