@@ -12,7 +12,8 @@ the non-blind oracle (the same deconvolution with the true PSF: the ceiling
 the blind pipeline should approach), each with ``rl-tv`` and with the
 learned ``unrolled`` network (the PSF is estimated once per image and shared;
 its time is counted in the first method that uses it); ``estimate_psf`` with
-``refine=True`` followed by ``unrolled`` (what ``deblur`` does); with ``--baselines``
+``refine=True`` followed by ``unrolled`` (what ``deblur`` does when the network
+finds the PSF strongly aberrated, as on this set); with ``--baselines``
 the l0-gradient and Goldstein-Fattal blind methods (their own final TV deconvolution, on the
 [0, 1]-normalised input as they document; rescaled back). Prints a Markdown
 table, writes benchmarks/results/deblurring.json.

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psfkit  # noqa: E402
 from psfkit import data  # noqa: E402
+from psfkit.learned.identification import refines_by_default  # noqa: E402
 from _common import reused_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,20 +69,24 @@ def specimen(kind, rng, shape=(256, 256)):
     return getattr(data, kind)(shape, rng=rng)
 
 
-def held_out_set(n_per_kind, seed=1_000_003):
+AMPLITUDE = 0.15  # waves: the held-out set's coefficients are U[-AMPLITUDE, AMPLITUDE]
+MILD_AMPLITUDE = 0.05  # the mild set: a well-corrected microscope
+
+
+def held_out_set(n_per_kind, seed=1_000_003, amplitude=AMPLITUDE):
     """Deterministic list of (kind, theta, fc, specimen)."""
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n_per_kind):
         for kind in KINDS:
-            theta = rng.uniform(-0.15, 0.15, len(NOLL))
+            theta = rng.uniform(-amplitude, amplitude, len(NOLL))
             fc = rng.uniform(0.125, 0.25)
             cases.append((kind, theta, fc, specimen(kind, rng)))
     return cases
 
 
-def mean_psf(fc, rng, n=256, size=SIZE):
-    thetas = rng.uniform(-0.15, 0.15, (n, len(NOLL)))
+def mean_psf(fc, rng, n=256, size=SIZE, amplitude=AMPLITUDE):
+    thetas = rng.uniform(-amplitude, amplitude, (n, len(NOLL)))
     return psfkit.zernike_psf(thetas, cutoff=fc, size=size).mean(axis=0)
 
 
@@ -99,20 +104,42 @@ def delta():
 
 
 _KEPT = []  # info["refined"] of the refinement calls since the last reset
+_DEFAULT_SECONDS = [0.0]
+_LAST = {}  # this image's (psf, info) of the network and of the refinement, by fc known / unknown
 
 
-def _refined(result):
-    psf, info = result
-    _KEPT.append(info["refined"])
+def _estimate(y, cutoff, refine):
+    """``estimate_psf`` with coefficients, remembered for the default's rows (see ``_default``)."""
+    start = time.perf_counter()
+    psf, info = psfkit.estimate_psf(y, cutoff=cutoff, size=SIZE, refine=refine, return_coefficients=True)
+    _LAST[cutoff is None, refine] = psf, info, time.perf_counter() - start
+    if refine:
+        _KEPT.append(info["refined"])
     return psf
 
 
-def run_identification(cases, with_baselines, seed=7):
+def _default(known):
+    """``estimate_psf``'s default (refine=None) from this image's network and refinement results.
+
+    The default refines exactly when ``refines_by_default`` says so for the
+    network's coefficients, and both results are deterministic, so this
+    equals calling ``estimate_psf(y)`` without refitting (a test checks the
+    rule on ``estimate_psf`` itself).
+    """
+    network, info, seconds = _LAST[not known, False]
+    refined = refines_by_default(info["coefficients"])
+    _DEFAULT_SECONDS[0] = seconds + (_LAST[not known, True][2] if refined else 0.0)  # what the default would take
+    return _LAST[not known, True][0] if refined else network
+
+
+def run_identification(cases, with_baselines, seed=7, amplitude=AMPLITUDE):
     methods = {
-        "network, fc known": lambda y, fc: psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=False),
-        "network, fc unknown": lambda y, fc: psfkit.estimate_psf(y, size=SIZE, refine=False),
-        "network + refinement (refine=True), fc known": lambda y, fc: _refined(psfkit.estimate_psf(y, cutoff=fc, size=SIZE, refine=True, return_coefficients=True)),
-        "network + refinement (refine=True), fc unknown": lambda y, fc: _refined(psfkit.estimate_psf(y, size=SIZE, refine=True, return_coefficients=True)),
+        "network, fc known": lambda y, fc: _estimate(y, fc, False),
+        "network, fc unknown": lambda y, fc: _estimate(y, None, False),
+        "network + refinement (refine=True), fc known": lambda y, fc: _estimate(y, fc, True),
+        "network + refinement (refine=True), fc unknown": lambda y, fc: _estimate(y, None, True),
+        "default (refine=None), fc known": lambda y, fc: _default(True),
+        "default (refine=None), fc unknown": lambda y, fc: _default(False),
         "Airy at true fc (floor)": lambda y, fc: psfkit.airy_psf(cutoff=fc, size=SIZE),
         "image-blind mean PSF at true fc (floor)": None,  # filled per case below
         "delta (floor)": lambda y, fc: delta(),
@@ -139,14 +166,16 @@ def run_identification(cases, with_baselines, seed=7):
             for name, method in methods.items():
                 start = time.perf_counter()
                 _KEPT.clear()
-                estimate = mean_psf(fc, mean_rng) if method is None else method(y, fc)
+                estimate = mean_psf(fc, mean_rng, amplitude=amplitude) if method is None else method(y, fc)
                 kept[name] += _KEPT
-                per_method[name]["seconds"].append(time.perf_counter() - start)
+                elapsed = _DEFAULT_SECONDS[0] if name.startswith("default") else time.perf_counter() - start
+                per_method[name]["seconds"].append(elapsed)
                 raw = psfkit.psf_snr(estimate, h)
                 per_method[name]["raw"].append(raw)
                 per_method[name]["aligned"].append(psfkit.psf_snr(estimate, h, align=True))
                 per_kind[name][kind].append(raw)
         for name, values in per_method.items():
+            print(f"  {noise} / {name}: {np.mean(values['raw']):.2f}", file=sys.stderr, flush=True)
             rows.append(
                 {
                     "noise": noise,
@@ -237,8 +266,11 @@ def main(argv=None):
                    help="run the l0 baselines but copy the (slow) Goldstein-Fattal rows of the committed results "
                         "(same set and seeds: they are deterministic) instead of recomputing them")
     p.add_argument("--per-kind", type=int, default=None, help="images per specimen kind and noise level")
+    p.add_argument("--mild-per-kind", type=int, default=None,
+                   help="the same for the mild-aberration set (default: half of --per-kind, at least 1)")
     args = p.parse_args(argv)
     n = args.per_kind or (2 if args.quick else 12)
+    n_mild = args.mild_per_kind or max(1, n // 2)
     import torch
 
     machine = {"cpus": __import__("os").cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
@@ -250,6 +282,9 @@ def main(argv=None):
         rows += reused_rows(RESULTS / "identification.json", n, ("Goldstein",), key="global")
     print("\n## Global PSF identification (held-out set)\n")
     print(table(rows))
+    mild = run_identification(held_out_set(n_mild, seed=1_000_033, amplitude=MILD_AMPLITUDE), False, amplitude=MILD_AMPLITUDE)
+    print(f"\n## Global PSF identification, mild aberrations (coefficients U[-{MILD_AMPLITUDE}, {MILD_AMPLITUDE}])\n")
+    print(table(mild))
     tilted = tilted_sample(args.quick)
     print("\n## Space-varying map, tilted sample (defocus -0.15 -> +0.15 waves across x)\n")
     for k, v in tilted.items():
@@ -260,7 +295,8 @@ def main(argv=None):
         print(f"- {k}: {v:.3f} s")
     RESULTS.mkdir(exist_ok=True)
     name = "identification_quick.json" if args.quick else "identification.json"
-    out = {"machine": machine, "images_per_kind_and_noise": n, "global": rows, "tilted_sample": tilted, "latency_s": speed}
+    out = {"machine": machine, "images_per_kind_and_noise": n, "global": rows,
+           "mild_images_per_kind_and_noise": n_mild, "global_mild": mild, "tilted_sample": tilted, "latency_s": speed}
     (RESULTS / name).write_text(json.dumps(out, indent=1))
     print(f"\nwrote {RESULTS / name}")
 

@@ -31,11 +31,12 @@ Specimens, noise levels and seeds are those of ``bench_identification.py``
 for the confocal PSF, which is downsampled 3x; the C. elegans crops limit
 the size). Metric: PSF SNR, raw and aligned (``psf_snr(align=True)``),
 against the recentred measured PSF.
-Methods: ``estimate_psf`` (network alone; refined, the default) with fc
-known (= fitted) and, where fc lies in the network's range, unknown, and
-(``llsm``) with fc given 5 % too low / too high, as a nominal NA and
-wavelength may be; floors "Airy at the fitted fc" and "image-blind mean PSF
-at the fitted fc".
+Methods: ``estimate_psf`` (network alone, ``refine=True`` and the default
+``refine=None``, which refines when the network finds the PSF strongly
+aberrated) with fc known (= fitted) and, where fc lies in the network's
+range, unknown, and (``llsm``) with fc given 5 % too low / too high, as a
+nominal NA and wavelength may be; floors "Airy at the fitted fc" and
+"image-blind mean PSF at the fitted fc".
 
 Prints a Markdown table, writes benchmarks/results/measured_psfs.json.
 """
@@ -53,6 +54,7 @@ from scipy.optimize import least_squares
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psfkit  # noqa: E402
+from psfkit.learned.identification import refines_by_default  # noqa: E402
 from _common import machine_info  # noqa: E402
 from bench_identification import KINDS, NOISE, RESULTS, mean_psf, specimen  # noqa: E402
 
@@ -151,19 +153,33 @@ def run(data, n_per_kind, seed=3_000_017):
         size = reference.shape[0]
         setups.append({"psf": name, "fitted_cutoff": fc, "model_ceiling_db": ceiling,
                        "fitted_coefficients": {str(j): float(a) for j, a in coefficients.items()}})
-        methods = {
-            "network, fc known": lambda y: psfkit.estimate_psf(y, cutoff=fc, size=size, refine=False),
-            "refined (default), fc known": lambda y: psfkit.estimate_psf(y, cutoff=fc, size=size),
-        }
+        last = {}  # this image's (psf, coefficients, seconds) by fc label and refine: the default's rows reuse them
+        charged = {}  # the seconds the default would take: the network's, plus the refinement's when it refines
+        default_refined = {}  # per fc label, for the current noise level: did the default refine each image?
+
+        def both(y, f, label, refine):
+            start = time.perf_counter()
+            psf, info = psfkit.estimate_psf(y, cutoff=f, size=size, refine=refine, return_coefficients=True)
+            last[label, refine] = psf, info["coefficients"], time.perf_counter() - start
+            return psf
+
+        def default(label):  # estimate_psf(refine=None): refined exactly when refines_by_default says so
+            network, coefficients, seconds = last[label, False]
+            refined = refines_by_default(coefficients)
+            charged[f"default (refine=None), {label}"] = seconds + (last[label, True][2] if refined else 0.0)
+            default_refined[label].append(refined)
+            return last[label, True][0] if refined else network
+
+        labels = {"fc known": fc}
         if unknown_ok:
-            methods["network, fc unknown"] = lambda y: psfkit.estimate_psf(y, size=size, refine=False)
-            methods["refined (default), fc unknown"] = lambda y: psfkit.estimate_psf(y, size=size)
+            labels["fc unknown"] = None
         if name == "llsm":  # a nominal fc is rarely exact: the same images with fc given 5 % off
-            for factor, label in ((0.95, "5 % low"), (1.05, "5 % high")):
-                methods[f"network, fc given {label}"] = lambda y, f=fc * factor: psfkit.estimate_psf(
-                    y, cutoff=f, size=size, refine=False)
-                methods[f"refined (default), fc given {label}"] = lambda y, f=fc * factor: psfkit.estimate_psf(
-                    y, cutoff=f, size=size)
+            labels.update({"fc given 5 % low": fc * 0.95, "fc given 5 % high": fc * 1.05})
+        methods = {}
+        for label, f in labels.items():
+            methods[f"network, {label}"] = lambda y, f=f, label=label: both(y, f, label, False)
+            methods[f"refined (refine=True), {label}"] = lambda y, f=f, label=label: both(y, f, label, True)
+            methods[f"default (refine=None), {label}"] = lambda y, label=label: default(label)
         methods["Airy at fitted fc (floor)"] = lambda y: psfkit.airy_psf(cutoff=fc, size=size)
         blind = mean_psf(fc, np.random.default_rng(7), size=size)
         methods["image-blind mean PSF at fitted fc (floor)"] = lambda y: blind
@@ -171,6 +187,7 @@ def run(data, n_per_kind, seed=3_000_017):
             rng = np.random.default_rng(seed)
             noise_rng = np.random.default_rng({"none": 1, "moderate": 2, "strong": 3}[noise])
             scores = {m: {"raw": [], "aligned": [], "seconds": []} for m in methods}
+            default_refined.update({label: [] for label in labels})
             for _ in range(n_per_kind):
                 for kind in KINDS:
                     x = specimen(kind, rng, shape)
@@ -178,7 +195,7 @@ def run(data, n_per_kind, seed=3_000_017):
                     for method, estimate in methods.items():
                         start = time.perf_counter()
                         h = estimate(y)
-                        scores[method]["seconds"].append(time.perf_counter() - start)
+                        scores[method]["seconds"].append(charged.pop(method, time.perf_counter() - start))
                         scores[method]["raw"].append(float(psfkit.psf_snr(h, reference)))
                         scores[method]["aligned"].append(float(psfkit.psf_snr(h, reference, align=True)))
             for method, s in scores.items():
@@ -188,6 +205,8 @@ def run(data, n_per_kind, seed=3_000_017):
                     "psf_snr_aligned_mean": float(np.mean(s["aligned"])),
                     "seconds_mean": float(np.mean(s["seconds"])),
                 })
+                if method.startswith("default"):  # how many images the default refined
+                    rows[-1]["refined_by_default"] = int(np.sum(default_refined[method.split(", ", 1)[1]]))
             for r in rows[-len(scores):]:  # progress: this block's rows as they come
                 print(f"  {name} / {noise} / {r['method']}: {r['psf_snr_raw_mean']:.2f} / {r['psf_snr_raw_median']:.2f}"
                       f" (aligned {r['psf_snr_aligned_mean']:.2f})", file=sys.stderr, flush=True)

@@ -62,7 +62,8 @@ def deblur(
     refine : bool or None, optional
         Fit the network's PSF estimate to the image (about 3-7 s on 2 CPU
         cores); ``None`` (default) follows :func:`psfkit.estimate_psf`:
-        a global estimate is refined, a ``grid`` map is not.
+        a global estimate is refined when the network finds it strongly
+        aberrated, a ``grid`` map is not.
     device : str, optional
         Where the networks run (CUDA when available).
     progress : bool, optional

@@ -80,9 +80,11 @@ def test_grid_map_shapes_and_feeds_deconvolve(case):
     assert restored.shape == image.shape
 
 
-def test_refinement_is_the_default_for_a_global_estimate_only(case, monkeypatch):
-    # the network alone sits at the image-blind floor, so a plain call refines; a map stays fast
+def test_default_refines_a_strongly_aberrated_global_estimate_only(case, monkeypatch):
+    # refine=None refines a global estimate exactly when the network's largest coefficient exceeds the
+    # threshold (the network alone does better on mild aberrations); a map is never refined by default
     import psfkit.learned._refine as refine_module
+    import psfkit.learned.identification as identification
 
     calls = []
 
@@ -92,13 +94,30 @@ def test_refinement_is_the_default_for_a_global_estimate_only(case, monkeypatch)
 
     monkeypatch.setattr(refine_module, "refine", spy)
     image, _ = case
-    _, info = psfkit.estimate_psf(image, cutoff=0.18, return_coefficients=True)
-    assert len(calls) == 1 and info["refined"] is True
-    psfkit.estimate_psf(image, cutoff=0.18, grid=(2, 2))
-    psfkit.estimate_psf(image, cutoff=0.18, refine=False)
-    assert len(calls) == 1
+    _, network = psfkit.estimate_psf(image, cutoff=0.18, refine=False, return_coefficients=True)
+    largest = float(np.max(np.abs(network["coefficients"])))
+    assert calls == []
+    for threshold, refined in ((0.5 * largest, True), (2 * largest, False)):
+        monkeypatch.setattr(identification, "_REFINE_ABOVE", threshold)
+        assert identification.refines_by_default(network["coefficients"]) is refined
+        _, info = psfkit.estimate_psf(image, cutoff=0.18, return_coefficients=True)
+        assert info["refined"] is refined and len(calls) == int(refined)
+        psfkit.estimate_psf(image, cutoff=0.18, grid=(2, 2))
+        assert len(calls) == int(refined)
+        calls.clear()
     psfkit.estimate_psf(image, cutoff=0.18, grid=(2, 2), refine=True)
+    psfkit.estimate_psf(image, cutoff=0.18, refine=True)
     assert len(calls) == 2
+
+
+def test_default_threshold_separates_mild_from_strong_aberrations():
+    from psfkit.learned.identification import _REFINE_ABOVE, refines_by_default
+
+    assert not refines_by_default(np.full(8, 0.5 * _REFINE_ABOVE))
+    assert not refines_by_default(np.zeros(8))
+    mixed = np.zeros(8)
+    mixed[5] = -1.5 * _REFINE_ABOVE  # the sign does not matter, the largest magnitude does
+    assert refines_by_default(mixed)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,27 @@ from .resampling import dct_downsample, oversampling_factor
 NOLL = tuple(range(4, 12))
 _EVEN = np.array([True, True, True, False, False, False, False, True])
 _MIN_SIDE = 64  # one Welch window
+# The network alone identifies mildly aberrated PSFs better than the spectral refinement, which wins on strongly
+# aberrated ones (see refines_by_default). Measured on 105 synthetic calibration images (seeds not in the held-out
+# benchmark; theta ~ U[-a, a], a in 0.03-0.2; 3 noise levels), mean PSF SNR none / moderate / strong, mild
+# (a <= 0.07) | heavy (a >= 0.1): network alone 13.3 / 15.0 / 12.2 | 4.8 / 4.6 / 3.4 dB, always refined 13.2 /
+# 8.3 / 6.6 | 14.9 / 8.4 / 6.5, refined above 0.065 waves 15.6 / 14.4 / 11.6 | 14.9 / 8.4 / 5.9 (0.05: 16.9 /
+# 12.9 / 9.3 | 14.9 / 8.4 / 6.5; 0.08: 14.6 / 15.0 / 11.8 | 13.9 / 7.6 / 4.2; 0.1: 14.1 / 15.0 / 12.1 | 11.7 /
+# 6.3 / 4.3).
+_REFINE_ABOVE = 0.065  # waves
+
+
+def refines_by_default(coefficients):
+    """Whether ``estimate_psf(refine=None)`` refines a global estimate with these network coefficients.
+
+    True when the network sees a strongly aberrated PSF (its largest
+    coefficient exceeds ``_REFINE_ABOVE`` waves). The power spectrum
+    identifies a mild aberration poorly: for sparse specimens (points,
+    filaments) the likelihood fit drifts to larger aberrations that
+    explain their spectra about as well (likelihood differences of a few
+    units), while the network, trained on such images, stays close.
+    """
+    return bool(np.max(np.abs(coefficients)) > _REFINE_ABOVE)
 
 
 def _resolve_device(device):
@@ -111,18 +132,23 @@ def estimate_psf(
         (:mod:`psfkit.learned._refine`). The PSF returned is the mean of the
         fitted candidates' PSFs weighted by their likelihood: close to the
         best fit on clean images, an average over the plausible PSFs under
-        heavy noise. Held-out benchmark, mean / median PSF SNR with fc
-        known: 19.1 / 20.1 dB without noise (network alone 3.7), 10.6 / 9.9
-        dB at moderate noise (3.3), 5.0 / 3.8 dB at strong noise (2.8).
-        About 3-7 s on 2 CPU cores for any image size. Coefficients stay
-        within ``max_amplitude`` (0.25 waves when unknown); with
-        ``max_amplitude`` unknown, a fit that ends on that edge is treated as
-        a model failure and the network's estimate kept. ``None``
-        (default): True for a global estimate, False with ``grid`` (the
-        local estimates are not refined; the refined global estimate would
-        only serve as their sign reference). ``refine=False`` is the
-        network alone: ~0.01 s, but today no better than the image-blind
-        average PSF (see the model card).
+        heavy noise. It pays off on strongly aberrated PSFs (held-out
+        benchmark, Noll 4-11 coefficients up to 0.15 waves, fc known, mean
+        PSF SNR without / with moderate / with strong noise: 19.1 / 10.6 /
+        5.0 dB, network alone 3.7 / 3.3 / 2.8) and loses on mild ones,
+        whose power spectra sparse specimens explain about as well with
+        larger aberrations (coefficients up to 0.05 waves: the mild set of
+        ``benchmarks/bench_identification.py``), unless a known
+        ``max_amplitude`` bounds the fit and the image is clean (see the user
+        guide's learned-models page). About 3-7 s on 2 CPU
+        cores for any image size. Coefficients stay within
+        ``max_amplitude`` (0.25 waves when unknown); with ``max_amplitude``
+        unknown, a fit that ends on that edge is treated as a model failure
+        and the network's estimate kept. ``None`` (default): refine a global
+        estimate when the network's largest coefficient exceeds 0.065 waves
+        (``refines_by_default`` in this module), never a ``grid`` map (the local
+        estimates are not refined; the refined global estimate would only
+        serve as their sign reference). ``False``: the network alone, ~0.01 s.
     device : str or torch.device, optional
         Where the network runs; ``None`` uses CUDA when available, else CPU.
     return_coefficients : bool, optional
@@ -210,8 +236,6 @@ def estimate_psf(
             or any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid)
         ):
             raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
-    if refine is None:  # the network alone sits at the image-blind floor: refine unless a fast map is asked for
-        refine = grid is None
     device = _resolve_device(device)
     net = bundled_network("identifier", str(device))
 
@@ -236,6 +260,8 @@ def estimate_psf(
     if cutoff is not None:  # exactly the user's value, not its float32 round trip
         fc[:] = cutoff
 
+    if refine is None:  # a global estimate of a strongly aberrated PSF; never a map (fast, see refine's doc)
+        refine = grid is None and refines_by_default(theta[0])
     candidates, candidate_fc, weights, refined = theta[:1], fc[:1], np.ones(1), False
     if refine:
         from ._refine import refine as refine_fit
