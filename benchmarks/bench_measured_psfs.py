@@ -54,8 +54,7 @@ from scipy.optimize import least_squares
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psfkit  # noqa: E402
-from psfkit.learned.identification import refines_by_default  # noqa: E402
-from _common import machine_info  # noqa: E402
+from _common import EstimateCache, machine_info  # noqa: E402
 from bench_identification import KINDS, NOISE, RESULTS, mean_psf, specimen  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -153,22 +152,17 @@ def run(data, n_per_kind, seed=3_000_017):
         size = reference.shape[0]
         setups.append({"psf": name, "fitted_cutoff": fc, "model_ceiling_db": ceiling,
                        "fitted_coefficients": {str(j): float(a) for j, a in coefficients.items()}})
-        last = {}  # this image's (psf, coefficients, seconds) by fc label and refine: the default's rows reuse them
+        cache = EstimateCache()  # keyed by fc label
         charged = {}  # the seconds the default would take: the network's, plus the refinement's when it refines
         default_refined = {}  # per fc label, for the current noise level: did the default refine each image?
 
         def both(y, f, label, refine):
-            start = time.perf_counter()
-            psf, info = psfkit.estimate_psf(y, cutoff=f, size=size, refine=refine, return_coefficients=True)
-            last[label, refine] = psf, info["coefficients"], time.perf_counter() - start
-            return psf
+            return cache.estimate(y, label, refine, cutoff=f, size=size)[0]
 
-        def default(label):  # estimate_psf(refine=None): refined exactly when refines_by_default says so
-            network, coefficients, seconds = last[label, False]
-            refined = refines_by_default(coefficients)
-            charged[f"default (refine=None), {label}"] = seconds + (last[label, True][2] if refined else 0.0)
+        def default(label):
+            psf, charged[f"default (refine=None), {label}"], refined = cache.default(label)
             default_refined[label].append(refined)
-            return last[label, True][0] if refined else network
+            return psf
 
         labels = {"fc known": fc}
         if unknown_ok:

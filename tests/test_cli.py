@@ -72,6 +72,6 @@ def test_refinement_follows_estimate_psf_by_default_and_can_be_forced():
 
     for command in ("estimate", "deblur"):
         extra = ["-o", "out.tif"] if command == "deblur" else []
-        assert parser().parse_args([command, "in.tif", *extra]).refine is None  # estimate_psf decides (global: on)
+        assert parser().parse_args([command, "in.tif", *extra]).refine is None  # estimate_psf decides (a strongly aberrated global PSF: on)
         assert parser().parse_args([command, "in.tif", *extra, "--refine"]).refine is True
         assert parser().parse_args([command, "in.tif", *extra, "--no-refine"]).refine is False
