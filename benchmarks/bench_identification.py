@@ -8,7 +8,8 @@ Protocol (all seeds fixed; specimens and seeds never used in training):
 
 - specimens: ``psfkit.data`` filaments / points / cells / dead-leaves drawn
   with seeds >= 10**6, and crops of the real bundled C. elegans image
-  (a kind of image the network never saw), 256 x 256;
+  (a kind of image the network never saw; already blurred by the real
+  microscope, whose blur is not part of the "true" PSF), 256 x 256;
 - PSFs: ``zernike_psf`` with Noll 4-11 coefficients U[-0.15, 0.15] waves and
   fc U[0.125, 0.25], 33 x 33;
 - noise (``simulate_acquisition``, 16-bit quantisation, salt-and-pepper 1e-5):

@@ -7,6 +7,7 @@ traceback; an existing output is never overwritten without ``--force``.
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -231,13 +232,20 @@ def parser():
     return p
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    # a user of the command line wants the advice, not the source line that raised it
+    print(f"psfkit: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (CommandError, ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
-        print(f"psfkit {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _print_warning  # restored on exit: main() is also called in-process
+        try:
+            args.run(args)
+        except (CommandError, ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+            print(f"psfkit {args.command}: error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -75,3 +75,18 @@ def test_refinement_follows_estimate_psf_by_default_and_can_be_forced():
         assert parser().parse_args([command, "in.tif", *extra]).refine is None  # estimate_psf decides (a strongly aberrated global PSF: on)
         assert parser().parse_args([command, "in.tif", *extra, "--refine"]).refine is True
         assert parser().parse_args([command, "in.tif", *extra, "--no-refine"]).refine is False
+
+
+def test_warnings_are_one_readable_line(image_file, tmp_path, monkeypatch, capsys):
+    # a rejected refinement warns (see estimate_psf); the command line prints the advice, not a source location
+    import warnings
+
+    import psfkit.learned._refine as refine_module
+    from psfkit.cli import main
+
+    monkeypatch.setattr(refine_module, "refine", lambda image, theta, fc, **kw: (theta[None], np.array([fc]), np.ones(1), False))
+    original = warnings.showwarning
+    assert main(["estimate", str(image_file), "-o", str(tmp_path / "psf.tif"), "--refine"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and all(line.startswith("psfkit: warning: estimate_psf: the refinement rejected its fit") for line in lines)
+    assert warnings.showwarning is original

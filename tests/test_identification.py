@@ -143,6 +143,23 @@ def test_bad_input(case, kwargs, error):
         psfkit.estimate_psf(kwargs.pop("image"), **kwargs)
 
 
+def test_a_rejected_refinement_warns_and_returns_the_network_estimate():
+    # the bundled real image breaks the model: its fit runs to the 0.25-wave bound and is rejected; the user
+    # must be told that the estimate is unverified, not silently handed the network's guess
+    import warnings
+
+    image = data.celegans()
+    network = psfkit.estimate_psf(image, refine=False)
+    with pytest.warns(UserWarning, match="rejected its fit") as record:
+        psf, info = psfkit.estimate_psf(image, refine=True, return_coefficients=True)
+    assert len(record) == 1 and f"airy_psf(cutoff={info['cutoff']:.3g})" in str(record[0].message)
+    assert info["refined"] is False
+    np.testing.assert_allclose(psf, network, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a refinement that is kept, or none, says nothing
+        psfkit.estimate_psf(image, refine=False)
+
+
 def test_refinement_sharpens_a_clean_estimate():
     # noiseless, fc known: the fit must get far closer than the start
     rng = np.random.default_rng(7)
