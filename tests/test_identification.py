@@ -156,7 +156,7 @@ def test_a_rejected_refinement_warns_and_returns_the_network_estimate():
     assert info["refined"] is False
     np.testing.assert_allclose(psf, network, atol=1e-12)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a refinement that is kept, or none, says nothing
+        warnings.simplefilter("error")  # without the refinement there is nothing to warn about
         psfkit.estimate_psf(image, refine=False)
 
 

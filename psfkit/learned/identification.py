@@ -160,8 +160,8 @@ def estimate_psf(
         cores for any image size. Coefficients stay within
         ``max_amplitude`` (0.25 waves when unknown); with ``max_amplitude``
         unknown, a fit that ends on that edge is treated as a model failure:
-        the network's estimate is kept and a ``UserWarning`` says so. ``None`` (default): refine a global
-        estimate when the network's largest coefficient exceeds 0.065 waves
+        the network's estimate is kept and a ``UserWarning`` says so.
+        ``None`` (default): refine a global estimate when the network's largest coefficient exceeds 0.065 waves
         (``refines_by_default`` in this module), never a ``grid`` map (the local
         estimates are not refined; the refined global estimate would only
         serve as their sign reference). ``False``: the network alone, ~0.01 s.
