@@ -6,6 +6,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_positive
 from ._orientation import choose_orientation
+from ._refine import _DEFAULT_BOUND
 from ._weights import bundled_network
 from .resampling import dct_downsample, oversampling_factor
 
@@ -29,7 +30,7 @@ _REFINE_ABOVE = 0.065  # waves
 # +0.5 dB unrolled, +0.9 dB RL-TV), while on the bundled real C. elegans image its strongly aberrated estimate makes
 # both deconvolutions produce artefacts that the Airy pattern does not. So the estimate is returned, with a warning.
 _MODEL_FAILURE = (
-    "estimate_psf: the refinement rejected its fit (it ran to the 0.25-wave bound): the image's power spectrum is "
+    "estimate_psf: the refinement rejected its fit (it ran to the {bound:g}-wave bound): the image's power spectrum is "
     "not explained by the Zernike PSF model, e.g. a confocal/Airyscan or already processed image, or a specimen "
     "with one dominant orientation. The network's unverified estimate is returned; compare deconvolutions with "
     "it and with psfkit.airy_psf(cutoff={fc:.3g}), or pass a known max_amplitude."
@@ -294,7 +295,7 @@ def estimate_psf(
             image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None
         )
         if not refined:
-            warnings.warn(_MODEL_FAILURE.format(fc=fc[0] / factor), UserWarning, stacklevel=2)
+            warnings.warn(_MODEL_FAILURE.format(bound=_DEFAULT_BOUND, fc=fc[0] / factor), UserWarning, stacklevel=2)
     candidates = choose_orientation(image, candidates, candidate_fc, indices=NOLL)
     if factor > 1:  # back to the input's pixels: the coefficients do not change, fc does
         candidate_fc = np.full_like(candidate_fc, user_cutoff)
