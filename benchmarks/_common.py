@@ -95,7 +95,7 @@ class EstimateCache:
 
     def default(self, key):
         """(psf, seconds, refined) of ``estimate_psf(refine=None)`` on the image last estimated under ``key``."""
-        from psfkit.learned.identification import refines_by_default
+        from psfkit.identification.estimate import refines_by_default
 
         network, info, seconds = self.last[key, False]
         if refines_by_default(info["coefficients"]):

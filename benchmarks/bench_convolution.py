@@ -39,8 +39,8 @@ import scipy.signal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from psfkit import _fft as fft_backend  # noqa: E402  (its thread count is reported and can be overridden)
-from psfkit.convolution import convolve  # noqa: E402
-from psfkit.space_varying import ProductConvolution  # noqa: E402
+from psfkit.forward.convolution import convolve  # noqa: E402
+from psfkit.forward.space_varying import ProductConvolution  # noqa: E402
 from _common import machine_info, timeit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "convolution.json"

@@ -48,7 +48,7 @@ from skimage.restoration import richardson_lucy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from psfkit import data, deconvolve, simulate_acquisition, zernike_psf  # noqa: E402
-from psfkit.space_varying import grid_weights, product_convolution  # noqa: E402
+from psfkit.forward.space_varying import grid_weights, product_convolution  # noqa: E402
 from _common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "deconvolution_quality.json"

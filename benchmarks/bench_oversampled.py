@@ -7,7 +7,7 @@ Run from the repository root::
 Confocal and high-magnification set-ups sample the PSF finely: fc = NA / wavelength
 x pixel size below the 0.125-0.25 cycles/pixel the identifier was trained on.
 ``estimate_psf(image, cutoff=fc)`` then identifies the PSF on the image
-downsampled by an integer factor (``psfkit.learned.resampling``) and renders
+downsampled by an integer factor (``psfkit.identification.resampling``) and renders
 it back at fc. Protocol (seeds fixed, distinct from the other benchmarks):
 
 - specimens: ``psfkit.data`` filaments / points / cells / dead-leaves,
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psfkit  # noqa: E402
 from psfkit import data  # noqa: E402
-from psfkit.learned.resampling import oversampling_factor  # noqa: E402
+from psfkit.identification.resampling import oversampling_factor  # noqa: E402
 from _common import machine_info  # noqa: E402
 from bench_identification import NOISE, RESULTS, mean_psf  # noqa: E402  (the same noise levels and floor)
 

@@ -41,7 +41,7 @@ import scipy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from psfkit.psf import airy_psf, zernike_psf  # noqa: E402
+from psfkit.optics.psf import airy_psf, zernike_psf  # noqa: E402
 from _common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "zernike.json"

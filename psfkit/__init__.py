@@ -1,54 +1,37 @@
 """psfkit: model, identify blindly and remove the blur of microscope images.
 
 The public API is a set of plain functions taking and returning NumPy arrays.
-Submodules are imported lazily so that ``import psfkit`` stays cheap and never
-imports torch; the learned parts import it on first use.
+The subpackages follow the physics, each depending only on those before it:
+
+- :mod:`psfkit.optics` -- pupils, Zernike polynomials, PSFs;
+- :mod:`psfkit.forward` -- convolution, space-varying blur, acquisition noise;
+- :mod:`psfkit.learned` -- network architectures and bundled weights (torch);
+- :mod:`psfkit.restoration` -- deconvolution;
+- :mod:`psfkit.identification` -- blind PSF estimation;
+- :mod:`psfkit.pipeline` -- :func:`deblur`, estimate then deconvolve;
+
+with :mod:`psfkit.data`, :mod:`psfkit.metrics`, :mod:`psfkit.baselines` and
+:mod:`psfkit.io` beside them, and :mod:`psfkit.cli` on top. Everything is
+imported lazily, so ``import psfkit`` stays cheap and never imports torch.
 """
 
-import importlib
+import lazy_loader
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it (resolved on first attribute access)
-_LAZY = {
-    # optics
-    "zernike_psf": "psfkit.psf",
-    "cutoff_frequency": "psfkit.psf",
-    "airy_psf": "psfkit.psf",
-    "zernike_basis": "psfkit.zernike",
-    "noll_to_nm": "psfkit.zernike",
-    # forward models
-    "convolve": "psfkit.convolution",
-    "product_convolution": "psfkit.space_varying",
-    "ProductConvolution": "psfkit.space_varying",
-    "grid_weights": "psfkit.space_varying",
-    "simulate_acquisition": "psfkit.acquisition",
-    "estimate_noise": "psfkit.acquisition",
-    # restoration
-    "deconvolve": "psfkit.deconvolution",
-    # identification
-    "estimate_psf": "psfkit.learned.identification",
-    "deblur": "psfkit.blind",
-    # metrics
-    "psf_snr": "psfkit.metrics",
-}
-
-_SUBMODULES = {"data", "metrics", "baselines", "learned"}
-
-__all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        module = importlib.import_module(f"psfkit.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'psfkit' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["baselines", "data", "io", "learned", "metrics"],
+    submod_attrs={
+        "optics.psf": ["airy_psf", "cutoff_frequency", "zernike_psf"],
+        "optics.zernike": ["noll_to_nm", "zernike_basis"],
+        "forward.convolution": ["convolve"],
+        "forward.space_varying": ["ProductConvolution", "grid_weights", "product_convolution"],
+        "forward.acquisition": ["estimate_noise", "simulate_acquisition"],
+        "restoration.deconvolution": ["deconvolve"],
+        "identification.estimate": ["estimate_psf"],
+        "pipeline": ["deblur"],
+        "metrics": ["psf_snr"],
+    },
+)
+__all__ = [*__all__, "__version__"]

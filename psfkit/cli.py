@@ -104,7 +104,7 @@ def _cutoff(args):
     if any(v is not None for v in physical):
         if any(v is None for v in physical):
             raise CommandError("--na, --wavelength and --pixel-size must be given together (same length unit)")
-        from .psf import cutoff_frequency
+        from psfkit.optics.psf import cutoff_frequency
 
         return cutoff_frequency(args.na, args.wavelength, args.pixel_size)
     return args.cutoff
@@ -131,7 +131,7 @@ def _progress(frames, label):
 
 
 def cmd_estimate(args):
-    from .learned.identification import estimate_psf
+    from psfkit.identification.estimate import estimate_psf
 
     image = read_image(args.image)
     output = Path(args.output or Path(args.image).with_name(Path(args.image).stem + "_psf.tif"))
@@ -150,7 +150,7 @@ def cmd_estimate(args):
 
 
 def cmd_deblur(args):
-    from .blind import deblur
+    from psfkit.pipeline import deblur
 
     image = read_image(args.image)
     _check_format(args.output)
@@ -172,8 +172,8 @@ def cmd_deblur(args):
 
 
 def cmd_demo(args):
-    from . import data
-    from .blind import deblur
+    from psfkit import data
+    from psfkit.pipeline import deblur
 
     out = Path(args.output)
     paths = {name: out / name for name in ("input.tif", "restored.tif", "psf.tif", "figure.png")}

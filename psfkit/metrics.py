@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive
+from psfkit._validation import as_float_array, check_positive
 
 __all__ = ["psf_snr", "psnr"]
 

@@ -81,7 +81,7 @@ def test_warnings_are_one_readable_line(image_file, tmp_path, monkeypatch, capsy
     # a rejected refinement warns (see estimate_psf); the command line prints the advice, not a source location
     import warnings
 
-    import psfkit.learned._refine as refine_module
+    import psfkit.identification._refine as refine_module
     from psfkit.cli import main
 
     monkeypatch.setattr(refine_module, "refine", lambda image, theta, fc, **kw: (theta[None], np.array([fc]), np.ones(1), False))

@@ -10,7 +10,7 @@ return ``(psf, restored)``:
   2012, as analysed and implemented in IPOL by Anger et al. 2018).
 """
 
-from ._goldstein_fattal import goldstein_fattal
-from ._l0 import l0_gradient
+from psfkit.baselines._goldstein_fattal import goldstein_fattal
+from psfkit.baselines._l0 import l0_gradient
 
 __all__ = ["goldstein_fattal", "l0_gradient"]

@@ -10,8 +10,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from .. import _fft
-from .._validation import as_float_array
+from psfkit import _fft
+from psfkit._validation import as_float_array
 
 
 def check_inputs(image, psf_size, *, min_margin=1):

@@ -6,10 +6,10 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from .._validation import check_positive, check_rng
-from ._common import check_flag, check_inputs, delta, normalise_unit_range
-from ._gf_numba import lipschitz_lower_envelope, projection_autocorrelations, raar_object_step, relax_modulus
-from ._tv import padded_tv_deconvolve
+from psfkit._validation import check_positive, check_rng
+from psfkit.baselines._common import check_flag, check_inputs, delta, normalise_unit_range
+from psfkit.baselines._gf_numba import lipschitz_lower_envelope, projection_autocorrelations, raar_object_step, relax_modulus
+from psfkit.baselines._tv import padded_tv_deconvolve
 
 # 8th-order central derivative: whitens the ~1/|w|^2 spectrum of natural images
 _DERIVATIVE = np.array([3.0, -32.0, 168.0, -672.0, 0.0, 672.0, -168.0, 32.0, -3.0]) / 840.0

@@ -3,9 +3,9 @@
 import numpy as np
 from scipy import ndimage
 
-from .. import _fft
-from .._validation import check_positive, check_rng
-from ._common import (
+from psfkit import _fft
+from psfkit._validation import check_positive, check_rng
+from psfkit.baselines._common import (
     centre_crop,
     check_flag,
     check_inputs,
@@ -17,7 +17,7 @@ from ._common import (
     gradient_otfs,
     normalise_unit_range,
 )
-from ._tv import padded_tv_deconvolve
+from psfkit.baselines._tv import padded_tv_deconvolve
 
 _BETA_MAX = 1e5  # end of the half-quadratic continuation (Pan et al.)
 _PYRAMID_SIGMA = 1.6  # Gaussian pre-filter before a 2x decimation, in fine pixels (scaled for other factors)

@@ -11,8 +11,8 @@ images/kernels ``(..., M, N)`` are deconvolved at once.
 import numba
 import numpy as np
 
-from .. import _fft
-from ._common import edgetaper, gradient_otfs
+from psfkit import _fft
+from psfkit.baselines._common import edgetaper, gradient_otfs
 
 
 @numba.njit(cache=True, nogil=True)

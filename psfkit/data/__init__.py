@@ -17,8 +17,8 @@ Real images:
 - :func:`sample_info` -- pixel size, source and licence of the real samples.
 """
 
-from ._samples import celegans, sample_info, skimage_image, skimage_images
-from ._specimens import cells, dead_leaves, filaments, points, random_specimen
+from psfkit.data._samples import celegans, sample_info, skimage_image, skimage_images
+from psfkit.data._specimens import cells, dead_leaves, filaments, points, random_specimen
 
 __all__ = [
     "cells",

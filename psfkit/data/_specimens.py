@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from psfkit._validation import check_rng
 
-from ._render import accumulate_patches, composite_discs, patch_offsets, smooth_noise, splat
+from psfkit.data._render import accumulate_patches, composite_discs, patch_offsets, smooth_noise, splat
 
 _REFERENCE_AREA = 256 * 256  # default object counts are per 256 x 256 pixels
 

@@ -1,5 +1,7 @@
-"""Learned parts of psfkit (PyTorch): differentiable optics, networks, training.
+"""The learned models (PyTorch): network architectures, differentiable optics, bundled weights.
 
+Inference lives with its use (:mod:`psfkit.restoration.unrolled`,
+:mod:`psfkit.identification.estimate`), training in :mod:`psfkit.training`.
 Importing this package is cheap; torch is imported by its submodules only, so
 ``import psfkit`` and the NumPy API never pull in torch.
 """

@@ -52,3 +52,18 @@ def load_state_dict(name):
     if actual != card["sha256"]:
         raise RuntimeError(f"{path.name}: SHA-256 {actual} does not match the model card ({card['sha256']})")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resolve_device(device):
+    """The torch device for ``device`` (None: CUDA when available), validated."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be None, 'cpu', 'cuda' or a torch device, got {device!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but CUDA is not available")
+    return device

@@ -12,9 +12,9 @@ aberration range ``theta_max`` -- enter as input channels and through FiLM
 import torch
 from torch import nn
 
-from .spectral import WINDOW
+from psfkit.learned.ranges import FC_RANGE
+from psfkit.learned.spectral import WINDOW
 
-FC_RANGE = (0.1, 0.27)  # range of the fc head (training draws fc in [0.125, 0.25])
 CONDITION_SIZE = 4
 
 

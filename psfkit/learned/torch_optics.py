@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 import torch
 
-from ..psf import (
+from psfkit.optics.psf import (
     _DEFAULT_FIRST_INDEX,
     _check_pupil_samples,
     _check_size,
@@ -22,7 +22,7 @@ from ..psf import (
     _pupil_weights,
     _required_pupil_samples,
 )
-from ..zernike import _check_indices
+from psfkit.optics.zernike import _check_indices
 
 __all__ = ["zernike_psf_torch"]
 
@@ -164,3 +164,16 @@ def zernike_psf_torch(coefficients, cutoff=0.2, *, size=33, indices=None, pupil_
     field = fourier.transpose(-1, -2) @ stacked.reshape(batch, samples, 2 * size)
     intensity = field[..., :size] ** 2 + field[..., size:] ** 2
     return intensity / intensity.sum(dim=(-2, -1), keepdim=True)
+
+
+def psf_to_otf(psfs, shape):
+    """Real-FFT transfer functions of (..., h, w) centred PSFs on a grid of ``shape``.
+
+    The torch twin of :func:`psfkit._fft.psf_to_otf`: the PSF centre (index
+    ``(h // 2, w // 2)``) goes to the origin, so convolution does not translate.
+    """
+    h, w = psfs.shape[-2:]
+    padded = torch.zeros(psfs.shape[:-2] + tuple(shape), dtype=psfs.dtype, device=psfs.device)
+    padded[..., :h, :w] = psfs
+    padded = torch.roll(padded, shifts=(-(h // 2), -(w // 2)), dims=(-2, -1))
+    return torch.fft.rfft2(padded)

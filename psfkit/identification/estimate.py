@@ -1,0 +1,305 @@
+"""Blind PSF identification from one image: :func:`estimate_psf`."""
+
+import warnings
+
+import numpy as np
+
+from psfkit._validation import as_float_array, check_positive
+from psfkit.identification._orientation import choose_orientation
+from psfkit.identification._refine import _DEFAULT_BOUND
+from psfkit.learned._weights import bundled_network, resolve_device
+from psfkit.identification.resampling import dct_downsample, oversampling_factor
+
+NOLL = tuple(range(4, 12))
+_EVEN = np.array([True, True, True, False, False, False, False, True])
+_MIN_SIDE = 64  # one Welch window
+# The network alone identifies mildly aberrated PSFs better than the spectral refinement, which wins on strongly
+# aberrated ones (see refines_by_default). Measured on 105 synthetic calibration images (seeds not in the held-out
+# benchmark; theta ~ U[-a, a], a in 0.03-0.2; 3 noise levels), mean PSF SNR none / moderate / strong, mild
+# (a <= 0.07) | heavy (a >= 0.1): network alone 13.3 / 15.0 / 12.2 | 4.8 / 4.6 / 3.4 dB, always refined 13.2 /
+# 8.3 / 6.6 | 14.9 / 8.4 / 6.5, refined above 0.065 waves 15.6 / 14.4 / 11.6 | 14.9 / 8.4 / 5.9 (0.05: 16.9 /
+# 12.9 / 9.3 | 14.9 / 8.4 / 6.5; 0.08: 14.6 / 15.0 / 11.8 | 13.9 / 7.6 / 4.2; 0.1: 14.1 / 15.0 / 12.1 | 11.7 /
+# 6.3 / 4.3).
+_REFINE_ABOVE = 0.065  # waves
+
+
+# The refinement's fit ran to the amplitude bound: the image's power spectrum is not explained by the model. On the
+# held-out benchmark (coefficients up to 0.15 waves, fc known) 7 / 22 / 30 % of the refinements are rejected without /
+# with moderate / with strong noise; on 3 of 48 separate synthetic calibration images (seed 31337, all three noise
+# levels) the network's estimate kept there still beat the Airy pattern (PSF SNR 3.9 vs -5.0 dB, deconvolved PSNR
+# +0.5 dB unrolled, +0.9 dB RL-TV), while on the bundled real C. elegans image its strongly aberrated estimate makes
+# both deconvolutions produce artefacts that the Airy pattern does not. So the estimate is returned, with a warning.
+_MODEL_FAILURE = (
+    "estimate_psf: the refinement rejected its fit (it ran to the {bound:g}-wave bound): the image's power spectrum is "
+    "not explained by the Zernike PSF model, e.g. a confocal/Airyscan or already processed image, or a specimen "
+    "with one dominant orientation. The network's unverified estimate is returned; compare deconvolutions with "
+    "it and with psfkit.airy_psf(cutoff={fc:.3g}), or pass a known max_amplitude."
+)
+
+
+def refines_by_default(coefficients):
+    """Whether ``estimate_psf(refine=None)`` refines a global estimate with these network coefficients.
+
+    True when the network sees a strongly aberrated PSF (its largest
+    coefficient exceeds ``_REFINE_ABOVE`` waves). The power spectrum
+    identifies a mild aberration poorly: for sparse specimens (points,
+    filaments) the likelihood fit drifts to larger aberrations that
+    explain their spectra about as well (likelihood differences of a few
+    units), while the network, trained on such images, stays close.
+    """
+    return bool(np.max(np.abs(coefficients)) > _REFINE_ABOVE)
+
+
+def _check_cutoff(cutoff, hi):
+    if cutoff is None:
+        return None
+    check_positive(cutoff, "cutoff")
+    if cutoff > hi:
+        raise ValueError(
+            f"cutoff must be at most {hi} cycles/pixel, got {cutoff!r}: above 0.25 the image is under-sampled "
+            "(aliased) and its aberrations are not identified (the spectral fit alone reached ~5 dB PSF SNR there)"
+        )
+    return float(cutoff)
+
+
+def _check_condition(value, name, lo, hi):
+    if value is None:
+        return None
+    check_positive(value, name)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}] (the range the network was trained on), got {value!r}")
+    return float(value)
+
+
+def _regions(shape, grid):
+    """Slices of the gy x gx regions, each widened to at least one window."""
+    gy, gx = grid
+    out = []
+    for axis_len, g in ((shape[0], gy), (shape[1], gx)):
+        edges = np.linspace(0, axis_len, g + 1)
+        spans = []
+        for i in range(g):
+            centre = 0.5 * (edges[i] + edges[i + 1])
+            # half-overlapping regions: more windows per estimate, smoother map
+            half = max(_MIN_SIDE / 2, 0.75 * (edges[i + 1] - edges[i]))
+            lo = int(round(min(max(centre - half, 0), axis_len - 2 * half)))
+            spans.append(slice(lo, lo + int(round(2 * half))))
+        out.append(spans)
+    return out
+
+
+def _align_signs(coefficients, reference):
+    """Pick, per estimate, the MTF-equivalent sign variant nearest ``reference``."""
+    variants = []
+    for se in (1, -1):
+        for so in (1, -1):
+            variants.append(coefficients * np.where(_EVEN, se, so))
+    variants = np.stack(variants, axis=-2)  # (..., 4, K)
+    best = np.argmin(np.sum((variants - reference[..., None, :]) ** 2, axis=-1), axis=-1)
+    return np.take_along_axis(variants, best[..., None, None], axis=-2)[..., 0, :]
+
+
+def estimate_psf(
+    image, *, cutoff=None, max_amplitude=None, size=33, grid=None, refine=None, device=None, return_coefficients=False
+):
+    r"""Estimate the PSF of a microscope image blindly, with the bundled network.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        Raw image: any float or integer dtype, any offset (camera baseline)
+        and scale. Both sides must be at least 64 pixels.
+    cutoff : float, optional
+        Known cut-off frequency fc (cycles/pixel, at most 0.27; see
+        :func:`psfkit.cutoff_frequency`). ``None``: estimated too, within
+        the network's range [0.1, 0.27]. A known fc below the training range
+        0.125 (finely sampled, e.g. confocal, images) is handled by
+        identifying the PSF on the image downsampled by an integer factor
+        ``s`` (``0.125 <= s fc <= 0.25``; the image must then have at least
+        ``64 s`` pixels a side) and rendering it back at fc: the Zernike
+        coefficients do not depend on the pixel size.
+    max_amplitude : float, optional
+        Known bound theta_max (waves) of the aberration coefficients, in
+        (0, 0.3]. ``None``: unknown.
+    size : int, optional
+        Side of the returned PSF window (odd or even; centre at ``size // 2``).
+    grid : (int, int), optional
+        ``(gy, gx)``: return a map of local PSFs estimated on a regular grid
+        of regions (centres at ``((i + 0.5) M / gy, (j + 0.5) N / gx)``), in
+        the layout that :func:`psfkit.deconvolve` and
+        :meth:`psfkit.ProductConvolution.from_grid` accept.
+    refine : bool, optional
+        Fit the global estimate's coefficients (and, with ``cutoff``
+        unknown, fc) to the image by maximum likelihood on its
+        power spectrum, seeded on clean images by a gradient-sparsity fit
+        (:mod:`psfkit.identification._refine`). The PSF returned is the mean of the
+        fitted candidates' PSFs weighted by their likelihood: close to the
+        best fit on clean images, an average over the plausible PSFs under
+        heavy noise. It pays off on strongly aberrated PSFs (held-out
+        benchmark, Noll 4-11 coefficients up to 0.15 waves, fc known, mean
+        PSF SNR without / with moderate / with strong noise: 19.1 / 10.6 /
+        5.0 dB, network alone 3.7 / 3.3 / 2.8) and loses on mild ones,
+        whose power spectra sparse specimens explain about as well with
+        larger aberrations (coefficients up to 0.05 waves: the mild set of
+        ``benchmarks/bench_identification.py``), unless a known
+        ``max_amplitude`` bounds the fit and the image is clean (see the user
+        guide's learned-models page). About 3-7 s on 2 CPU
+        cores for any image size. Coefficients stay within
+        ``max_amplitude`` (0.25 waves when unknown); with ``max_amplitude``
+        unknown, a fit that ends on that edge is treated as a model failure:
+        the network's estimate is kept and a ``UserWarning`` says so.
+        ``None`` (default): refine a global estimate when the network's largest coefficient exceeds 0.065 waves
+        (``refines_by_default`` in this module), never a ``grid`` map (the local
+        estimates are not refined; the refined global estimate would only
+        serve as their sign reference). ``False``: the network alone, ~0.01 s.
+    device : str or torch.device, optional
+        Where the network runs; ``None`` uses CUDA when available, else CPU.
+    return_coefficients : bool, optional
+        Also return the Zernike description of each PSF.
+
+    Returns
+    -------
+    psf : (size, size) or (gy, gx, size, size) ndarray
+        Non-negative float64 PSF(s), each summing to 1, in the orientation of
+        :func:`psfkit.zernike_psf`.
+    info : dict
+        Only with ``return_coefficients``: ``"noll"`` (the Noll indices),
+        ``"coefficients"`` (waves; shape (8,) or (gy, gx, 8)), ``"cutoff"``
+        (float or (gy, gx)) and ``"refined"`` (whether ``refine`` changed the
+        global estimate; the local map estimates are never refined). With
+        ``refine``, ``"coefficients"`` and ``"cutoff"`` describe the most
+        likely candidate, whose ``zernike_psf`` can differ from the weighted
+        mean returned as ``psf``.
+
+    Warns
+    -----
+    UserWarning
+        When the refinement rejects its fit (see ``refine``): the image is not
+        explained by the PSF model (confocal or processed data, a specimen
+        with one dominant orientation), and the returned estimate is the
+        network's, unverified.
+
+    Notes
+    -----
+    The network reads the Welch power spectrum of the image -- averaged over
+    the most contrasted half of its 64 x 64 half-overlapping windows, so empty
+    background does not dilute it -- which is, up to the specimen's smooth
+    spectrum and the noise floor, an image of the modulation transfer function.
+    It regresses the Noll 4-11 coefficients theta and fc; the PSF is
+    ``zernike_psf(theta, cutoff=fc)``. The power spectrum cannot tell a PSF
+    from its point reflection (the sign of the odd aberrations: coma,
+    trefoil), so the orientation is chosen in the image domain: the image is
+    deconvolved with both candidates and the one giving the sparser gradients
+    is kept. With ``grid``, each region is estimated separately, the sign
+    conventions are aligned to the global estimate and the coefficient field is
+    median filtered (3 x 3), as in Shajkofci & Liebling.
+
+    The model card next to the weights (``psfkit/learned/weights``) records
+    the training recipe and the validation figures.
+
+    Examples
+    --------
+    >>> import psfkit
+    >>> truth = psfkit.zernike_psf({4: 0.1, 5: -0.08}, cutoff=0.18, size=33)
+    >>> specimen = psfkit.data.random_specimen((256, 256), rng=0)
+    >>> image = psfkit.simulate_acquisition(specimen, truth, gain=1000, rng=0)
+    >>> psf = psfkit.estimate_psf(image, cutoff=0.18)
+    >>> psf.shape, round(float(psf.sum()), 6)
+    ((33, 33), 1.0)
+
+    A finely sampled image (NA 1.4, 520 nm, 30 nm pixels: fc = 0.081) is
+    identified on a copy downsampled twice; the PSF comes back at fc:
+
+    >>> fc = psfkit.cutoff_frequency(1.4, 0.52, 0.03)
+    >>> fine = psfkit.zernike_psf({4: 0.1, 5: -0.08}, cutoff=fc, size=65)
+    >>> image = psfkit.simulate_acquisition(
+    ...     psfkit.data.random_specimen((256, 256), rng=0), fine, gain=1000, rng=0)
+    >>> psf, info = psfkit.estimate_psf(image, cutoff=fc, size=65, return_coefficients=True)
+    >>> psf.shape, round(info["cutoff"], 3)
+    ((65, 65), 0.081)
+    """
+    import torch
+
+    from psfkit.optics.psf import zernike_psf
+    from psfkit.learned.ranges import FC_RANGE
+    from psfkit.learned.spectral import welch_log_spectrum
+
+    image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
+    cutoff = _check_cutoff(cutoff, FC_RANGE[1])
+    # a known fc below the training range: identify on a downsampled image (see .resampling)
+    factor = 1 if cutoff is None else oversampling_factor(cutoff)
+    user_cutoff = cutoff
+    if factor > 1:
+        if min(image.shape) < _MIN_SIDE * factor:
+            raise ValueError(
+                f"image must be at least {_MIN_SIDE * factor} pixels on each side for cutoff={cutoff!r} (it is "
+                f"downsampled {factor} times to bring fc into the network's range), got shape {image.shape}"
+            )
+        image, cutoff = dct_downsample(image, factor), cutoff * factor
+    max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
+    check_positive(size, "size", integer=True)
+    if refine is not None and not isinstance(refine, bool):
+        raise ValueError(f"refine must be True, False or None, got {refine!r}")
+    if grid is not None:
+        if (
+            not isinstance(grid, (tuple, list))
+            or len(grid) != 2
+            or any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid)
+        ):
+            raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
+    device = resolve_device(device)
+    net = bundled_network("identifier", str(device))
+
+    regions = [[(slice(None), slice(None))]]
+    if grid is not None:
+        grid = (int(grid[0]), int(grid[1]))
+        rows, cols = _regions(image.shape, grid)
+        regions += [[(r, c) for c in cols] for r in rows]
+    crops = [image[r, c] for row in regions for (r, c) in row]
+    with torch.inference_mode():
+        spectra = []
+        for crop in crops:  # crops differ in size: one spectrum each, then one network call
+            spectra.append(welch_log_spectrum(torch.from_numpy(np.ascontiguousarray(crop))[None].to(device)))
+        spectra = torch.cat(spectra)
+        n = spectra.shape[0]
+        nan = float("nan")
+        fc_in = torch.full((n,), nan if cutoff is None else cutoff, device=device)
+        amp_in = torch.full((n,), nan if max_amplitude is None else max_amplitude, device=device)
+        theta, fc = net(spectra, fc_in, amp_in)
+    theta = theta.double().cpu().numpy()
+    fc = fc.double().cpu().numpy()
+    if cutoff is not None:  # exactly the user's value, not its float32 round trip
+        fc[:] = cutoff
+
+    if refine is None:  # a global estimate of a strongly aberrated PSF; never a map (fast, see refine's doc)
+        refine = grid is None and refines_by_default(theta[0])
+    candidates, candidate_fc, weights, refined = theta[:1], fc[:1], np.ones(1), False
+    if refine:
+        from psfkit.identification._refine import refine as refine_fit
+
+        candidates, candidate_fc, weights, refined = refine_fit(
+            image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None
+        )
+        if not refined:
+            warnings.warn(_MODEL_FAILURE.format(bound=_DEFAULT_BOUND, fc=fc[0] / factor), UserWarning, stacklevel=2)
+    candidates = choose_orientation(image, candidates, candidate_fc, indices=NOLL)
+    if factor > 1:  # back to the input's pixels: the coefficients do not change, fc does
+        candidate_fc = np.full_like(candidate_fc, user_cutoff)
+        fc[:] = user_cutoff
+    global_theta, fc[0] = candidates[0], candidate_fc[0]
+    if grid is None:
+        # the likelihood-weighted mean of the refined candidates (one candidate without refine)
+        psf = sum(w * zernike_psf(t, cutoff=f, size=size, indices=NOLL) for t, f, w in zip(candidates, candidate_fc, weights))
+        psf /= psf.sum()
+        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": float(fc[0]), "refined": refined}
+    else:
+        from scipy.ndimage import median_filter
+
+        local = _align_signs(theta[1:], global_theta).reshape(grid[0], grid[1], -1)
+        local = median_filter(local, size=(3, 3, 1), mode="nearest")
+        local_fc = median_filter(fc[1:].reshape(grid), size=3, mode="nearest")
+        psf = np.stack(
+            [zernike_psf(local[i, j], cutoff=local_fc[i, j], size=size, indices=NOLL) for i in range(grid[0]) for j in range(grid[1])]
+        ).reshape(grid[0], grid[1], size, size)
+        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc, "refined": refined}
+    return (psf, info) if return_coefficients else psf

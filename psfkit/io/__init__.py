@@ -1,0 +1,1 @@
+"""Reading and writing microscope images (TIFF, PNG) for the command line and scripts."""

@@ -1,0 +1,113 @@
+"""One-call blind deblurring: estimate the PSF, then deconvolve."""
+
+import numpy as np
+
+from psfkit._validation import as_float_array, check_choice
+
+_METHODS = ("auto", "unrolled", "rl-tv", "rl", "fista", "wiener")
+
+
+def camera_background(image):
+    """Conservative estimate of the constant camera baseline / dark level.
+
+    The 0.5th percentile of the 3 x 3 median-filtered image: the darkest
+    pixels of the scene, without single-pixel noise or dead pixels.
+    """
+    from scipy.ndimage import median_filter
+
+    return float(np.percentile(median_filter(image, size=3, mode="reflect"), 0.5))
+
+
+def deblur(
+    image,
+    *,
+    cutoff=None,
+    max_amplitude=None,
+    grid=None,
+    method="auto",
+    iterations=None,
+    regularization="auto",
+    size=33,
+    refine=None,
+    device=None,
+    progress=False,
+):
+    r"""Blindly deblur a microscope image: identify its PSF, then deconvolve.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        Raw image (any dtype, offset and scale; both sides >= 64 pixels).
+    cutoff : float, optional
+        Known cut-off frequency fc in cycles/pixel; from physical units use
+        ``psfkit.cutoff_frequency(numerical_aperture, wavelength, pixel_size)``.
+        At most 0.27; below 0.125 (finely sampled images) the PSF is
+        identified on a downsampled copy (see :func:`psfkit.estimate_psf`).
+    max_amplitude : float, optional
+        Known bound (waves) on the aberration coefficients.
+    grid : (int, int), optional
+        Estimate and remove a space-varying blur from a ``gy x gx`` PSF map.
+    method : {"auto", "unrolled", "rl-tv", "rl", "fista", "wiener"}, optional
+        Deconvolution method (see :func:`psfkit.deconvolve`). ``"auto"``
+        (default) is the learned ``"unrolled"`` network, which was trained
+        with estimated PSFs and is the most robust to their errors (see the
+        deblurring benchmark); if ``iterations`` or a numeric
+        ``regularization`` is given it is ``"rl-tv"``, whose knobs those are.
+    iterations : int, optional
+        Iterations of the deconvolution (its default if None).
+    regularization : "auto" or float, optional
+        Passed to :func:`psfkit.deconvolve`.
+    size : int, optional
+        Side of the estimated PSF window.
+    refine : bool or None, optional
+        Fit the network's PSF estimate to the image (about 3-7 s on 2 CPU
+        cores); ``None`` (default) follows :func:`psfkit.estimate_psf`:
+        a global estimate is refined when the network finds it strongly
+        aberrated, a ``grid`` map is not.
+    device : str, optional
+        Where the networks run (CUDA when available).
+    progress : bool, optional
+        Show a progress bar during deconvolution.
+
+    Returns
+    -------
+    restored : (M, N) ndarray
+        Deblurred image, in the intensity units of ``image`` (the estimated
+        camera baseline is kept as the background of the model).
+    psf : (size, size) or (gy, gx, size, size) ndarray
+        The estimated PSF or PSF map.
+
+    See Also
+    --------
+    psfkit.estimate_psf, psfkit.deconvolve
+
+    Examples
+    --------
+    >>> import psfkit
+    >>> image = psfkit.data.celegans()[:128, :128]
+    >>> restored, psf = psfkit.deblur(image, iterations=5)
+    >>> restored.shape, psf.shape
+    ((128, 128), (33, 33))
+    """
+    from psfkit.restoration.deconvolution import automatic_settings, deconvolve
+    from psfkit.identification.estimate import estimate_psf
+
+    image = as_float_array(image, "image", ndim=2)
+    check_choice(method, "method", _METHODS)
+    psf = estimate_psf(
+        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device
+    )
+    if method == "auto":  # iterations and a weight are rl-tv's knobs; without them the learned network
+        method = "unrolled" if automatic_settings(iterations, regularization) else "rl-tv"
+    background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
+    restored = deconvolve(
+        image,
+        psf,
+        method=method,
+        iterations=iterations,
+        regularization=regularization,
+        background=background,
+        progress=progress,
+        device=device,
+    )
+    return restored, psf

@@ -1,0 +1,104 @@
+"""Deconvolution with the unrolled network: ``deconvolve(..., method="unrolled")``."""
+
+import torch
+
+PSF_SIZE = 33  # the PSF window the network was trained with
+_MULTIPLE = 4  # the U-Net downsamples twice
+_QUANTILE_SAMPLES = 1 << 22
+
+
+def normalize(images):
+    """Map (B, 1, H, W) raw images to ~[0, 1]: ``(images - lo) / scale``.
+
+    ``lo`` is the 0.5th percentile of the 3 x 3 local means (the dark level,
+    robust to noise and dead pixels), ``lo + scale`` the 99.5th. The same code
+    runs in training and at inference. Returns ``(normed, lo, scale)`` with
+    ``lo`` and ``scale`` of shape (B, 1, 1, 1).
+    """
+    pooled = torch.nn.functional.avg_pool2d(images, 3, stride=1).flatten(1)
+    if pooled.shape[1] > _QUANTILE_SAMPLES:  # torch.quantile's size limit; a regular subsample suffices
+        pooled = pooled[:, :: -(-pooled.shape[1] // _QUANTILE_SAMPLES)]
+    levels = torch.quantile(pooled, torch.tensor([0.005, 0.995], dtype=pooled.dtype, device=pooled.device), dim=1)
+    lo = levels[0].reshape(-1, 1, 1, 1)
+    scale = (levels[1].reshape(-1, 1, 1, 1) - lo).clamp_min(1e-12)
+    return (images - lo) / scale, lo, scale
+
+
+def pad_field(images, margin):
+    """Reflect-pad (B, C, H, W) by ``margin`` on every side, then to a multiple of 4 (bottom/right)."""
+    h, w = images.shape[-2:]
+    extra_h = -(h + 2 * margin) % _MULTIPLE
+    extra_w = -(w + 2 * margin) % _MULTIPLE
+    return torch.nn.functional.pad(images, (margin, margin + extra_w, margin, margin + extra_h), mode="reflect")
+
+
+def _noise_std(image):
+    """Per-pixel noise std of ``image`` (its units) from the Poisson-Gaussian fit of :func:`psfkit.estimate_noise`."""
+    import numpy as np
+    from scipy.ndimage import uniform_filter
+
+    from psfkit.restoration._regularization import gaussian_noise_variance
+
+    try:
+        from psfkit.forward.acquisition import estimate_noise
+
+        fit = estimate_noise(image)
+        alpha, beta = max(fit.alpha, 0.0), fit.beta
+    except ValueError:  # too small for the Poisson-Gaussian fit
+        alpha, beta = 0.0, gaussian_noise_variance(image)
+    level = uniform_filter(image.astype(np.float64), 3, mode="reflect")
+    variance = np.maximum(alpha * level + beta, 0.0)
+    floor = 1e-3 * max(float(np.mean(variance)), 1e-30)  # a fit that crosses zero at the dark end
+    return np.sqrt(np.maximum(variance, floor))
+
+
+def deconvolve_unrolled(image, psfs, weights, order, *, background=0.0, periodic=False, device=None):
+    """Restore ``image`` (2-D float array) with the unrolled network.
+
+    ``psfs`` (K, h, w) sum-1 PSFs; ``weights`` None (one PSF) or (K, M, N)
+    product-convolution weights on the image grid; ``order`` "mask-first" or
+    "mask-last". The image is normalised as in training, reflect-padded by
+    the PSF radius (circularly with ``periodic``), restored on that field and
+    cropped; the result is in the units of ``image``.
+    """
+    import numpy as np
+
+    from psfkit.learned._weights import bundled_network, resolve_device
+    from psfkit.learned.torch_optics import psf_to_otf
+    from psfkit.learned.unrolled_net import FourierBlur, ProductConvolutionBlur
+
+    device = resolve_device(device)
+    net = bundled_network("unrolled", str(device))
+    m, n = image.shape
+    margin = max(psfs.shape[-2:]) // 2
+    noise = _noise_std(image)
+    with torch.inference_mode():
+        y = torch.from_numpy(np.ascontiguousarray(image - background, dtype=np.float32))[None, None].to(device)
+        normed, lo, scale = normalize(y)
+        noise_map = torch.from_numpy(noise.astype(np.float32))[None, None].to(device) / scale
+        if periodic:  # wrap around; only the padding up to a multiple of 4 is added
+            pad = (0, -n % _MULTIPLE, 0, -m % _MULTIPLE)
+            field = torch.nn.functional.pad(normed, pad, mode="circular")
+            noise_field = torch.nn.functional.pad(noise_map, pad, mode="circular")
+            offset = 0
+        else:
+            field, noise_field, offset = pad_field(normed, margin), pad_field(noise_map, margin), margin
+        shape = field.shape[-2:]
+        kernels = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float32)).to(device)
+        otfs = psf_to_otf(kernels, shape)
+        if weights is None:
+            operator = FourierBlur(otfs[:1][None], field)
+        else:
+            w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)).to(device)[None]
+            w = _pad_weights(w, offset, shape)
+            operator = ProductConvolutionBlur(otfs, w[0], field, mask_first=order == "mask-first")
+        restored = net(field, operator, noise_field)[0, 0, offset : offset + m, offset : offset + n]
+        restored = restored * scale[0, 0] + lo[0, 0]
+    return restored.double().cpu().numpy() + background
+
+
+def _pad_weights(weights, offset, shape):
+    """Extend (1, K, M, N) image-grid weights to the padded field by replicating the edges (a partition of unity stays one)."""
+    m, n = weights.shape[-2:]
+    pad = (offset, shape[1] - n - offset, offset, shape[0] - m - offset)
+    return torch.nn.functional.pad(weights, pad, mode="replicate")
