@@ -111,3 +111,28 @@ def check_rng(rng):
     if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def check_bool(value, name):
+    """Check a flag: a real ``bool`` (or NumPy bool), never a string or number taken for one."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_int(value, name, *, minimum=None, maximum=None, allow_none=False):
+    """Check an integer option within ``[minimum, maximum]`` and return it as ``int``.
+
+    Upper bounds keep absurd requests (``size=10**6``) from running for
+    minutes into a ``MemoryError``; they are stated in the message.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
