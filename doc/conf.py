@@ -10,6 +10,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import psfkit  # noqa: E402
 
+# the benchmark tables are generated from benchmarks/results/*.json at every build, never typed by hand
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import report  # noqa: E402
+
+report.write_rst(Path(__file__).parent / "generated" / "benchmark_tables.inc")
+
 project = "psfkit"
 author = "psfkit developers"
 copyright = "2026, psfkit developers"  # noqa: A001
