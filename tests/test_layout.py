@@ -11,13 +11,13 @@ PACKAGE = pathlib.Path(psfkit.__file__).parent
 
 # Layers, lowest first: a module may import its own layer and those below it, never one above.
 LAYERS = [
-    {"psfkit._validation", "psfkit._fft", "psfkit.metrics"},
+    {"psfkit._validation", "psfkit._fft", "psfkit.metrics", "psfkit.io"},
     {"psfkit.optics", "psfkit.data"},
     {"psfkit.forward"},
     {"psfkit.learned", "psfkit.baselines"},
     {"psfkit.restoration"},
     {"psfkit.identification"},
-    {"psfkit.pipeline", "psfkit.io"},
+    {"psfkit.pipeline"},
     {"psfkit.training", "psfkit.cli"},
 ]
 
