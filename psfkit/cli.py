@@ -1,10 +1,15 @@
 """The ``psfkit`` command line: ``demo``, ``estimate`` and ``deblur``.
 
-Errors are reported as one line on stderr (exit status 2), never as a
-traceback; an existing output is never overwritten without ``--force``.
+A user error (a bad option, an unreadable input, an output that cannot be
+written, too little memory) is one line on stderr and exit status 2, never a
+traceback; anything else is a bug and keeps its traceback. Inputs and outputs
+are checked before the networks (and torch) are imported, so a typo fails at
+once. A command writes all its outputs or none, and never overwrites one
+without ``--force``.
 """
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -12,74 +17,45 @@ from pathlib import Path
 
 import numpy as np
 
+from psfkit.io import check_writable, read_image, write_images
+from psfkit.io._images import to_uint8
+
 
 class CommandError(Exception):
     """A user-facing error: printed as one line."""
 
 
-# ---------------------------------------------------------------- image I/O
-def read_image(path):
-    """Read a TIFF (any pages) or PNG/JPEG as a float array (pages, y, x) or (y, x)."""
-    path = Path(path)
-    if not path.exists():
-        raise CommandError(f"input file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            image = tifffile.imread(path)
-        else:
-            import imageio.v3 as iio
-
-            image = iio.imread(path)
-            if image.ndim == 3 and image.shape[-1] in (3, 4):  # colour -> luminance
-                image = image[..., :3].astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722])
-    except CommandError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any reader failure is a user-facing error
-        raise CommandError(f"cannot read {path}: {error}") from error
-    image = np.squeeze(np.asarray(image))
-    if image.ndim not in (2, 3):
-        raise CommandError(f"{path}: expected a 2-D image or a stack of 2-D frames, got shape {image.shape}")
-    return image
+# torch reports a missing device or exhausted GPU memory as RuntimeError
+_USER_ERRORS = (CommandError, ValueError, TypeError, OSError, MemoryError, RuntimeError)
 
 
-def _check_output(path, force):
-    path = Path(path)
-    if path.exists() and not force:
-        raise CommandError(f"{path} exists; use --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _check_format(path):
-    if Path(path).suffix.lower() not in (".tif", ".tiff", ".png"):
-        raise CommandError(f"unsupported output format {Path(path).suffix!r}: use .tif or .png")
-
-
-def write_image(path, array, *, force):
-    """Write a float array as TIFF (float32) or as an 8-bit PNG (scaled to its range)."""
-    path = _check_output(path, force)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, np.asarray(array, dtype=np.float32))
-    elif path.suffix.lower() == ".png":
-        import imageio.v3 as iio
-
-        iio.imwrite(path, to_uint8(array))
+def _message(error):
+    """One line for the user: OSErrors without their errno, whatever the text's own line breaks."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror[:1].lower() + error.strerror[1:]
+        text += f": {error.filename}" if error.filename is not None else ""
+    elif isinstance(error, MemoryError):
+        text = f"out of memory: {error}" if str(error) else "out of memory"
     else:
-        raise CommandError(f"unsupported output format {path.suffix!r}: use .tif or .png")
-    return path
+        text = str(error)
+    return " ".join(text.split())
 
 
-def to_uint8(array, *, gamma=1.0):
-    """Scale to 8 bits between the 0.1 and 99.9 percentiles."""
-    array = np.asarray(array, dtype=np.float64)
-    lo, hi = np.percentile(array, [0.1, 99.9])
-    scaled = np.clip((array - lo) / max(hi - lo, 1e-12), 0, 1) ** gamma
-    return np.round(255 * scaled).astype(np.uint8)
+# ------------------------------------------------------------------- outputs
+def _check_outputs(paths, force, *, stacked=False):
+    """Refuse now, not after the computation, outputs that could not be written."""
+    for path in paths:
+        try:
+            check_writable(path, overwrite=force, parents=True)
+        except FileExistsError:
+            raise CommandError(f"{path} exists; use --force to overwrite it") from None
+        if stacked and Path(path).suffix.lower() == ".png":
+            raise CommandError(f"{path}: a PNG holds one 2-D image, not a stack or a PSF map; write a .tif")
+
+
+def _as_written(arrays):
+    """One result per frame -> the float32 array written (a stack only for a stack)."""
+    return np.asarray(arrays[0] if len(arrays) == 1 else np.stack(arrays), dtype=np.float32)
 
 
 def figure(image, restored, psf):
@@ -111,13 +87,28 @@ def _cutoff(args):
 
 
 def _grid(text):
-    if text is None:
-        return None
     try:
         gy, gx = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must look like 4x4, got {text!r}") from None
+        gy = gx = 0
+    if gy < 1 or gx < 1:
+        raise argparse.ArgumentTypeError(f"must be two positive integers like 4x4, got {text!r}")
     return gy, gx
+
+
+def _positive(kind):
+    """An argparse type for a positive finite int or float: refused with the usage errors, before any work."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive {'integer' if kind is int else 'number'}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _frames(image):
@@ -131,13 +122,12 @@ def _progress(frames, label):
 
 
 def cmd_estimate(args):
-    from psfkit.identification.estimate import estimate_psf
-
     image = read_image(args.image)
     output = Path(args.output or Path(args.image).with_name(Path(args.image).stem + "_psf.tif"))
-    _check_format(output)
-    _check_output(output, args.force)
+    _check_outputs([output], args.force, stacked=image.ndim == 3 or args.grid is not None)
     cutoff = _cutoff(args)
+    from psfkit.identification.estimate import estimate_psf  # imports torch: only once the inputs are known good
+
     psfs = [
         estimate_psf(
             frame, cutoff=cutoff, max_amplitude=args.max_amplitude, size=args.size, grid=args.grid,
@@ -145,19 +135,19 @@ def cmd_estimate(args):
         )
         for frame in _progress(_frames(image), "estimating")
     ]
-    write_image(output, psfs[0] if len(psfs) == 1 else np.stack(psfs), force=args.force)
+    write_images({output: _as_written(psfs)}, overwrite=args.force, parents=True)
     print(f"PSF written to {output}")
 
 
 def cmd_deblur(args):
+    image = read_image(args.image)
+    output = Path(args.output)
+    psf_path = output.with_name(output.stem + "_psf.tif")
+    _check_outputs([output], args.force, stacked=image.ndim == 3)
+    _check_outputs([psf_path], args.force)
+    cutoff = _cutoff(args)
     from psfkit.pipeline import deblur
 
-    image = read_image(args.image)
-    _check_format(args.output)
-    output = _check_output(args.output, args.force)
-    psf_path = output.with_name(output.stem + "_psf.tif")
-    _check_output(psf_path, args.force)
-    cutoff = _cutoff(args)
     restored, psfs = [], []
     for frame in _progress(_frames(image), "deblurring"):
         r, p = deblur(
@@ -166,59 +156,61 @@ def cmd_deblur(args):
         )
         restored.append(r)
         psfs.append(p)
-    write_image(output, restored[0] if len(restored) == 1 else np.stack(restored), force=args.force)
-    write_image(psf_path, psfs[0] if len(psfs) == 1 else np.stack(psfs), force=args.force)
+    write_images({output: _as_written(restored), psf_path: _as_written(psfs)}, overwrite=args.force, parents=True)
     print(f"restored image written to {output}\nPSF written to {psf_path}")
 
 
 def cmd_demo(args):
+    out = Path(args.output)
+    paths = {name: out / name for name in ("input.tif", "restored.tif", "psf.tif", "figure.png")}
+    _check_outputs(paths.values(), args.force)
     from psfkit import data
     from psfkit.pipeline import deblur
 
-    out = Path(args.output)
-    paths = {name: out / name for name in ("input.tif", "restored.tif", "psf.tif", "figure.png")}
-    for path in paths.values():
-        _check_output(path, args.force)
     image = data.celegans()
     info = data.sample_info("celegans") if hasattr(data, "sample_info") else {}
     print(f"sample: C. elegans intestine, Airyscan, {image.shape[0]}x{image.shape[1]} pixels {info.get('source', '')}".rstrip())
     start = time.perf_counter()
     restored, psf = deblur(image, device=args.device)
     elapsed = time.perf_counter() - start
-    write_image(paths["input.tif"], image, force=True)
-    write_image(paths["restored.tif"], restored, force=True)
-    write_image(paths["psf.tif"], psf, force=True)
-    import imageio.v3 as iio
-
-    iio.imwrite(paths["figure.png"], figure(image, restored, psf))
+    arrays = [_as_written([image]), _as_written([restored]), _as_written([psf]), figure(image, restored, psf)]
+    write_images(dict(zip(paths.values(), arrays)), overwrite=args.force, parents=True)
     print(f"blind PSF estimate + deconvolution in {elapsed:.2f} s")
     for path in paths.values():
         print(f"  wrote {path}")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # one line, like every other error: argparse would print the whole usage first
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="psfkit", description="Identify the blur of microscope images blindly and remove it.")
+    from psfkit.pipeline import _METHODS  # numpy only: torch is imported when deblur runs
+
+    p = _Parser(prog="psfkit", description="Identify the blur of microscope images blindly and remove it.")
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the blind PSF estimate + deblurring on the bundled sample")
     demo.add_argument("-o", "--output", default="psfkit_demo_output", help="output folder")
     demo.add_argument("--force", action="store_true", help="overwrite existing outputs")
     demo.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
-    demo.set_defaults(run=cmd_demo)
+    demo.set_defaults(run=cmd_demo, subparser=demo)
 
     for name, helptext in (("estimate", "estimate the PSF of an image"), ("deblur", "estimate the PSF and deblur")):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("image", help="input TIFF (multi-page: frame by frame) or PNG")
         c.add_argument("-o", "--output", required=name == "deblur", help="output .tif or .png")
-        c.add_argument("--cutoff", type=float,
+        c.add_argument("--cutoff", type=_positive(float),
                        help="cut-off frequency fc in cycles/pixel (at most 0.27; below 0.125 the PSF is identified "
                             "on a downsampled copy)")
-        c.add_argument("--na", type=float, help="numerical aperture")
-        c.add_argument("--wavelength", type=float, help="emission wavelength (same unit as --pixel-size)")
-        c.add_argument("--pixel-size", type=float, help="pixel size in the sample plane")
-        c.add_argument("--max-amplitude", type=float, help="known bound of the aberrations (waves)")
+        c.add_argument("--na", type=_positive(float), help="numerical aperture")
+        c.add_argument("--wavelength", type=_positive(float), help="emission wavelength (same unit as --pixel-size)")
+        c.add_argument("--pixel-size", type=_positive(float), help="pixel size in the sample plane")
+        c.add_argument("--max-amplitude", type=_positive(float), help="known bound of the aberrations (waves)")
         c.add_argument("--grid", type=_grid, help="space-varying PSF map, e.g. 4x4")
-        c.add_argument("--size", type=int, default=33, help="PSF window side (default 33)")
+        c.add_argument("--size", type=_positive(int), default=33, help="PSF window side (default 33)")
         c.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                        help="fit the network's estimate to the image (about 3-7 s on 2 CPU cores; "
                             "default: on for a global PSF that the network finds strongly aberrated, "
@@ -226,9 +218,9 @@ def parser():
         c.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
         c.add_argument("--force", action="store_true", help="overwrite existing outputs")
         if name == "deblur":
-            c.add_argument("--method", default="auto", help="auto (the unrolled network; rl-tv when --iterations is given), unrolled, rl-tv, rl, fista or wiener")
-            c.add_argument("--iterations", type=int, default=None)
-        c.set_defaults(run=cmd_estimate if name == "estimate" else cmd_deblur)
+            c.add_argument("--method", default="auto", choices=_METHODS, metavar="METHOD", help="auto (the unrolled network; rl-tv when --iterations is given), unrolled, rl-tv, rl, fista or wiener")
+            c.add_argument("--iterations", type=_positive(int), default=None)
+        c.set_defaults(run=cmd_estimate if name == "estimate" else cmd_deblur, subparser=c)
     return p
 
 
@@ -238,21 +230,23 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:  # reported by the command's parser, so the line names the command
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning  # restored on exit: main() is also called in-process
         try:
             args.run(args)
-        except (CommandError, ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
-            print(f"psfkit {args.command}: error: {error}", file=sys.stderr)
+        except _USER_ERRORS as error:
+            print(f"psfkit {args.command}: error: {_message(error)}", file=sys.stderr)
             return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def run():
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
