@@ -4,6 +4,7 @@ Validation happens once, at the public boundary, with messages that name the
 argument; inner loops trust their inputs (the SciPy habit).
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -41,11 +42,16 @@ def as_float_array(array, name, *, ndim=None, min_size=1, dtype=None, nonnegativ
     """
     if isinstance(array, (str, bytes)) or array is None:
         raise TypeError(f"{name} must be an array of numbers, got {type(array).__name__}")
-    array = np.asarray(array)
+    try:
+        array = np.asarray(array)
+    except (TypeError, ValueError) as error:  # ragged nested lists, objects numpy cannot convert
+        raise TypeError(f"{name} must be an array of numbers (nested lists of equal lengths), got {error}") from None
     if array.dtype == object or array.dtype.kind not in "biuf":
         if array.dtype.kind == "c":
             raise ValueError(f"{name} must be real-valued, got complex dtype {array.dtype}")
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if array.ndim == 0:
+        raise ValueError(f"{name} must be an array with at least one axis, got a scalar")
     if ndim is not None:
         accepted = (ndim,) if isinstance(ndim, numbers.Integral) else tuple(ndim)
         if array.ndim not in accepted:
@@ -54,8 +60,12 @@ def as_float_array(array, name, *, ndim=None, min_size=1, dtype=None, nonnegativ
     if array.size == 0 or min(array.shape, default=1) < min_size:
         raise ValueError(f"{name} must have at least {min_size} element(s) along every axis, got shape {array.shape}")
     target = float_dtype(array.dtype) if dtype is None else np.dtype(dtype)
-    array = array.astype(target, copy=False)
+    original = array
+    with np.errstate(over="ignore"):
+        array = array.astype(target, copy=False)
     if not np.all(np.isfinite(array)):
+        if original is not array and np.all(np.isfinite(original)):
+            raise ValueError(f"{name} has values beyond the range of {target} ({np.abs(original).max():g})")
         raise ValueError(f"{name} contains NaN or infinite values")
     if nonnegative and array.min() < 0:
         raise ValueError(f"{name} must be non-negative, got minimum {array.min():g}")
@@ -69,7 +79,9 @@ def as_psf(psf, name="psf", *, ndim=2, dtype=np.float64):
     based PSF generators or averaging) are clipped; real negative lobes are an
     error because a PSF is an intensity.
     """
-    psf = as_float_array(psf, name, ndim=ndim, dtype=dtype)
+    # checked and normalised in float64, then cast: a PSF of tiny or huge values
+    # (1e-300, 1e300) is fine once normalised, not in float32 before
+    psf = as_float_array(psf, name, ndim=ndim, dtype=np.float64)
     peak = np.abs(psf).max()
     if psf.min() < -1e-6 * peak:
         raise ValueError(f"{name} must be non-negative, got minimum {psf.min():g} (maximum {psf.max():g})")
@@ -77,7 +89,10 @@ def as_psf(psf, name="psf", *, ndim=2, dtype=np.float64):
     total = psf.sum()
     if not total > 0:
         raise ValueError(f"{name} must have a positive sum, got {total:g}")
-    return psf / total
+    if not np.isfinite(total):  # values near the float64 maximum: scale before summing
+        psf = psf / peak
+        total = psf.sum()
+    return (psf / total).astype(dtype, copy=False)
 
 
 def check_positive(value, name, *, strict=True, integer=False, allow_none=False):
@@ -85,11 +100,16 @@ def check_positive(value, name, *, strict=True, integer=False, allow_none=False)
     if value is None and allow_none:
         return None
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         expected = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {expected}, got {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+    if not isinstance(value, numbers.Integral):  # integers are finite (np.isfinite overflows on huge ones)
+        try:
+            finite = math.isfinite(float(value))
+        except (OverflowError, ValueError):
+            finite = False
+        if not finite:
+            raise ValueError(f"{name} must be finite, got {value!r}")
     if (strict and value <= 0) or (not strict and value < 0):
         bound = "> 0" if strict else ">= 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
@@ -97,8 +117,9 @@ def check_positive(value, name, *, strict=True, integer=False, allow_none=False)
 
 
 def check_choice(value, name, choices):
-    """Check that ``value`` is one of ``choices`` and return it."""
-    if value not in choices:
+    """Check that ``value`` is one of ``choices`` (strings) and return it."""
+    # a string test first: ``array in choices`` would compare elementwise
+    if not isinstance(value, str) or value not in choices:
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"unknown {name} {value!r}; expected one of {options}")
     return value
@@ -108,7 +129,11 @@ def check_rng(rng):
     """Normalise ``rng`` (None, seed or Generator) to a ``numpy.random.Generator``."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+    if isinstance(rng, (bool, np.bool_)):
+        raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {rng!r}")
+    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence, np.random.BitGenerator)):
+        if isinstance(rng, numbers.Integral) and rng < 0:
+            raise ValueError(f"rng seed must be a non-negative integer, got {rng}")
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
@@ -136,3 +161,56 @@ def check_int(value, name, *, minimum=None, maximum=None, allow_none=False):
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """Check a floating ``dtype`` argument and return it by :func:`float_dtype`'s rule.
+
+    float16 becomes float32; integer, complex, string and other types are
+    rejected rather than silently computed in float64.
+    """
+    try:
+        converted = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a floating dtype (float32 or float64), got {dtype!r}") from None
+    if dtype is None or converted.kind != "f":
+        raise ValueError(f"{name} must be a floating dtype (float32 or float64), got {dtype!r}")
+    return float_dtype(converted)
+
+
+# ------------------------------------------------- exact power-of-two scaling
+# Multiplying by 2**k is exact in binary floating point (barring underflow and
+# overflow) and commutes with every sum, product, quotient and square root, so
+# computing on x * 2**-k and returning result * 2**k gives the bits of the
+# unscaled computation wherever those are representable. With k chosen to
+# bring the data's peak into [0.5, 1), FFT sums and squares cannot overflow,
+# subnormal data keep their precision and the absolute constants of the
+# algorithms (floors, epsilons) act at a fixed level relative to the data:
+# the public functions become scale-equivariant over the whole float range.
+
+
+def peak_magnitude(array):
+    """Largest absolute value of ``array``, as a float."""
+    return max(float(np.max(array)), -float(np.min(array)))
+
+
+def scale_exponent(*values):
+    """``k`` with the largest ``|value|`` of the arrays or scalars in ``[2**(k - 1), 2**k)``; 0 if all are 0."""
+    top = max(peak_magnitude(np.asarray(v)) for v in values)
+    return int(np.frexp(top)[1]) if top > 0 else 0
+
+
+def scale_back(array, k, name="image"):
+    """``array * 2**k`` in place, or a ValueError naming ``name`` when that overflows the array's type."""
+    if k:
+        top = peak_magnitude(array)
+        with np.errstate(over="ignore"):
+            overflows = not np.isfinite(np.ldexp(array.dtype.type(top), k))
+        if overflows:
+            magnitude = math.log10(top) + k * math.log10(2)
+            raise ValueError(
+                f"the result for this {name} reaches about 1e{magnitude:.0f}, beyond the range of {array.dtype}; "
+                f"divide {name} by a constant (the result scales with it)"
+            )
+        np.ldexp(array, k, out=array)
+    return array

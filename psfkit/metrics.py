@@ -2,23 +2,45 @@
 
 import numpy as np
 
-from psfkit._validation import as_float_array, check_positive
+from psfkit._validation import as_float_array, check_bool, check_int, check_positive, scale_exponent
 
 __all__ = ["psf_snr", "psnr"]
 
 
+# A PSF whose sum is below this share of the sum of its absolute values is
+# mostly cancellation (e.g. a zero-mean pattern): dividing by that sum would
+# blow its round-off up into the normalised PSF.
+_MIN_SUM_SHARE = 1e-6
+
+
+def _unit_sum(psf):
+    """``psf`` (stack) divided by its sum, and each PSF's sum over the sum of its absolute values."""
+    # An exact power-of-two scaling first: sums of huge values cannot overflow.
+    _, k = np.frexp(np.abs(psf).max(axis=(-2, -1), keepdims=True))
+    psf = np.ldexp(psf, -k)
+    total = psf.sum(axis=(-2, -1), keepdims=True)
+    share = total / np.maximum(np.abs(psf).sum(axis=(-2, -1), keepdims=True), np.finfo(psf.dtype).tiny)
+    valid = share > _MIN_SUM_SHARE
+    return psf / np.where(valid, total, 1), share[..., 0, 0]
+
+
 def _normalised(psf, name):
     psf = as_float_array(psf, name, ndim=(2, 3), dtype=np.float64)
-    total = psf.sum(axis=(-2, -1), keepdims=True)
-    if np.any(total == 0):
-        raise ValueError(f"{name} must have a non-zero sum")
-    return psf / total
+    normalised, share = _unit_sum(psf)
+    if not np.all(share > _MIN_SUM_SHARE):
+        raise ValueError(
+            f"{name} must have a positive sum that is not negligible against its values (a PSF is an intensity), "
+            f"got sum / sum(|{name}|) = {np.min(share):.2g}"
+        )
+    return normalised
 
 
 def _shift(psf, dy, dx):
     # zero-filled integer translation (not circular: a shifted PSF loses what leaves the window)
     out = np.zeros_like(psf)
     h, w = psf.shape[-2:]
+    if abs(dy) >= h or abs(dx) >= w:  # everything leaves the window
+        return out
     ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
     xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
     out[..., yd, xd] = psf[..., ys, xs]
@@ -38,7 +60,8 @@ def psf_snr(estimate, reference, *, align=False, max_shift=3):
         (the ambiguities blind methods cannot resolve). The estimate is
         renormalised after shifting.
     max_shift : int, optional
-        Largest translation tried when ``align`` is True.
+        Largest translation tried when ``align`` is True (>= 0; values
+        beyond the window size try nothing more).
 
     Returns
     -------
@@ -57,7 +80,9 @@ def psf_snr(estimate, reference, *, align=False, max_shift=3):
     reference = _normalised(reference, "reference")
     if estimate.shape != reference.shape:
         raise ValueError(f"estimate and reference must have the same shape, got {estimate.shape} and {reference.shape}")
-    check_positive(max_shift, "max_shift", strict=False, integer=True)
+    align = check_bool(align, "align")
+    # shifts by the whole window or more leave nothing: larger values change nothing
+    max_shift = min(check_int(max_shift, "max_shift", minimum=0), max(estimate.shape[-2:]))
     energy = np.sum(reference**2, axis=(-2, -1))
     candidates = [estimate]
     if align:
@@ -65,9 +90,9 @@ def psf_snr(estimate, reference, *, align=False, max_shift=3):
         for flipped in (estimate, estimate[..., ::-1, ::-1]):
             for dy in range(-max_shift, max_shift + 1):
                 for dx in range(-max_shift, max_shift + 1):
-                    moved = _shift(flipped, dy, dx)
-                    total = moved.sum(axis=(-2, -1), keepdims=True)
-                    candidates.append(moved / np.where(total > 0, total, 1))
+                    moved, share = _unit_sum(_shift(flipped, dy, dx))
+                    # a shift that leaves only cancelling values out is no candidate
+                    candidates.append(np.where((share > _MIN_SUM_SHARE)[..., None, None], moved, np.inf))
     errors = np.min([np.sum((c - reference) ** 2, axis=(-2, -1)) for c in candidates], axis=0)
     snr = 10 * np.log10(energy / np.maximum(errors, 1e-300))
     return snr if np.ndim(snr) else float(snr)
@@ -101,6 +126,11 @@ def psnr(image, reference, *, data_range=None):
         raise ValueError(f"image and reference must have the same shape, got {image.shape} and {reference.shape}")
     if data_range is None:
         data_range = float(reference.max() - reference.min())
+        if not data_range > 0:
+            raise ValueError("reference is constant: its range is 0; pass data_range")
     check_positive(data_range, "data_range")
-    mse = np.mean((image - reference) ** 2)
-    return float(10 * np.log10(data_range**2 / max(mse, 1e-300)))
+    # Both arrays scaled by the same exact power of two (peak below 1) and the
+    # ratio taken in logarithms: neither the squares nor the ratio can overflow.
+    k = scale_exponent(image, reference)
+    mse = np.mean((np.ldexp(image, -k) - np.ldexp(reference, -k)) ** 2)
+    return float(20 * np.log10(data_range) - 10 * np.log10(max(mse, 1e-300)) - 20 * k * np.log10(2))

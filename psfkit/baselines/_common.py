@@ -14,6 +14,16 @@ from psfkit import _fft
 from psfkit._validation import as_float_array
 
 
+def check_psf_size(psf_size):
+    """Validate ``psf_size`` (odd integer >= 3, NumPy integers included) and return it as ``int``."""
+    if isinstance(psf_size, (bool, np.bool_)) or not isinstance(psf_size, numbers.Integral):
+        raise TypeError(f"psf_size must be an odd integer, got {psf_size!r}")
+    psf_size = int(psf_size)
+    if psf_size < 3 or psf_size % 2 == 0:
+        raise ValueError(f"psf_size must be an odd integer >= 3, got {psf_size}")
+    return psf_size
+
+
 def check_inputs(image, psf_size, *, min_margin=1):
     """Validate ``image`` (2-D, finite, not constant) and ``psf_size`` (odd >= 3).
 
@@ -23,11 +33,7 @@ def check_inputs(image, psf_size, *, min_margin=1):
     """
     array = as_float_array(image, "image", ndim=2)
     out_dtype = array.dtype
-    if isinstance(psf_size, bool) or not isinstance(psf_size, numbers.Integral):
-        raise TypeError(f"psf_size must be an odd integer, got {psf_size!r}")
-    psf_size = int(psf_size)
-    if psf_size < 3 or psf_size % 2 == 0:
-        raise ValueError(f"psf_size must be an odd integer >= 3, got {psf_size}")
+    psf_size = check_psf_size(psf_size)
     if psf_size + min_margin > min(array.shape):
         raise ValueError(
             f"psf_size must be smaller than the image: psf_size={psf_size} needs every image axis "

@@ -7,7 +7,7 @@ import scipy.fft
 from scipy import ndimage
 
 from psfkit._validation import check_positive, check_rng
-from psfkit.baselines._common import check_flag, check_inputs, delta, normalise_unit_range
+from psfkit.baselines._common import check_flag, check_inputs, check_psf_size, delta, normalise_unit_range
 from psfkit.baselines._gf_numba import lipschitz_lower_envelope, projection_autocorrelations, raar_object_step, relax_modulus
 from psfkit.baselines._tv import padded_tv_deconvolve
 
@@ -353,6 +353,7 @@ def goldstein_fattal(
     >>> psf.shape, restored.shape, bool(np.isclose(psf.sum(), 1.0))
     ((9, 9), (92, 92), True)
     """
+    psf_size = check_psf_size(psf_size)  # before its use in the margin (a string or an overflowing np.uint8)
     v, out_dtype = check_inputs(image, psf_size, min_margin=psf_size + 10)
     n_tries = check_positive(n_tries, "n_tries", integer=True)
     n_outer = check_positive(n_outer, "n_outer", integer=True)

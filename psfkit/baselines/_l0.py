@@ -9,6 +9,7 @@ from psfkit.baselines._common import (
     centre_crop,
     check_flag,
     check_inputs,
+    check_psf_size,
     clean_kernel,
     crop_centre_kernel,
     delta,
@@ -238,6 +239,7 @@ def l0_gradient(
     ((9, 9), (92, 92), True)
     """
     v_full, out_dtype = check_inputs(image, psf_size)
+    psf_size = check_psf_size(psf_size)  # a Python int: NumPy integers would overflow in psf_size**2
     lam = check_positive(lam, "lam")
     lam_ratio = check_positive(lam_ratio, "lam_ratio")
     if lam_ratio > 1:

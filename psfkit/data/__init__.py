@@ -9,6 +9,12 @@ Procedural microscopy-like specimens (fluorophore densities, float64 in
 - :func:`dead_leaves` -- occluding discs with natural-image statistics,
 - :func:`random_specimen` -- a random mixture of the above on a smooth background.
 
+Their sizes are bounded so that absurd requests fail at once with a
+``ValueError``: images at most 8192 pixels a side, radii at most 10000
+pixels, filament widths at most 100, and object counts and sizes whose work
+arrays would exceed 16 values per image pixel (or 2**22 values on small
+images; the defaults use about one).
+
 Real images:
 
 - :func:`celegans` -- bundled 2D Airyscan image (42.6 nm pixels, BSD-3-Clause),

@@ -74,8 +74,8 @@ def sample_info(name):
     >>> sample_info("celegans")["pixel_size"]
     0.0426
     """
-    if name not in _INFO:
-        raise ValueError(f"unknown sample {name!r}; expected one of {', '.join(map(repr, _INFO))}")
+    if not isinstance(name, str) or name not in _INFO:
+        raise ValueError(f"unknown sample name {name!r}; expected one of {', '.join(map(repr, _INFO))}")
     return dict(_INFO[name])
 
 
@@ -169,9 +169,9 @@ def skimage_image(name):
     ((512, 512), dtype('float64'))
     """
     if not isinstance(name, str) or name not in _SKIMAGE:
-        raise ValueError(f"unknown scikit-image image {name!r}; expected one of {', '.join(_SKIMAGE)}")
+        raise ValueError(f"unknown scikit-image image name {name!r}; expected one of {', '.join(_SKIMAGE)}")
     if name not in _available():
-        raise ValueError(f"scikit-image image {name!r} is not shipped with the installed scikit-image")
+        raise ValueError(f"scikit-image image name {name!r} is not shipped with the installed scikit-image")
     import skimage.data
     from skimage import color, util
 

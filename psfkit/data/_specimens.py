@@ -11,29 +11,57 @@ from psfkit._validation import check_rng
 from psfkit.data._render import accumulate_patches, composite_discs, patch_offsets, smooth_noise, splat
 
 _REFERENCE_AREA = 256 * 256  # default object counts are per 256 x 256 pixels
+# Sanity bounds: absurd requests fail at once instead of running for minutes into
+# a MemoryError. Images are at most 8192 pixels a side, and the objects' work
+# arrays (count x patch pixels, or count x samples) at most 16 values per image
+# pixel or 2**22 values, whichever is larger (the defaults use about 1 per pixel).
+_MAX_SIDE = 8192
+_WORK_PER_PIXEL = 16
+_MIN_WORK = 2**22
+_MAX_WIDTH = 100.0  # filament FWHM, pixels
+_MAX_RADIUS = 1e4  # object radii, pixels
 
 
 def _check_shape(shape, minimum=8):
-    if isinstance(shape, numbers.Integral):
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
         shape = (shape, shape)
+    if isinstance(shape, (str, bytes)):
+        raise TypeError(f"shape must be a pair of integers, got {shape!r}")
     try:
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"shape must be a pair of integers, got {shape!r}") from None
-    if len(shape) != 2 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in shape):
+    if len(shape) != 2 or not all(
+        isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) for n in shape
+    ):
         raise TypeError(f"shape must be a pair of integers (rows, columns), got {shape!r}")
     if min(shape) < minimum:
         raise ValueError(f"shape must be at least ({minimum}, {minimum}), got {shape!r}")
+    if max(shape) > _MAX_SIDE:
+        raise ValueError(f"shape must be at most ({_MAX_SIDE}, {_MAX_SIDE}), got {shape!r}")
     return int(shape[0]), int(shape[1])
+
+
+def _check_work(count, values_per_object, shape, names):
+    """Refuse object counts and sizes whose work arrays would exceed the budget above."""
+    budget = max(_MIN_WORK, _WORK_PER_PIXEL * shape[0] * shape[1])
+    if not count * values_per_object <= budget:  # NaN or inf fail too
+        raise ValueError(
+            f"{names} too large: {count} objects of {values_per_object:.0f} work values each exceed the "
+            f"{budget} allowed for a {shape[0]} x {shape[1]} image; use fewer or smaller objects"
+        )
 
 
 def _check_range(value, name, *, low=0.0, high=None, strict=False):
     """A ``(lo, hi)`` interval (a scalar means ``(v, v)``) inside ``[low, high]``."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         value = (value, value)
     try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
+        lo, hi = value
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in (lo, hi)):
+            raise TypeError
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{name} must be a number or a (min, max) pair, got {value!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
         raise ValueError(f"{name} must be a finite (min, max) pair with min <= max, got {value!r}")
@@ -46,7 +74,7 @@ def _check_range(value, name, *, low=0.0, high=None, strict=False):
 def _check_count(count, name, shape, rng, default):
     if count is None:
         return int(rng.poisson(default * shape[0] * shape[1] / _REFERENCE_AREA))
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+    if isinstance(count, (bool, np.bool_)) or not isinstance(count, numbers.Integral) or count < 0:
         raise ValueError(f"{name} must be a non-negative integer or None, got {count!r}")
     return int(count)
 
@@ -85,8 +113,8 @@ def filaments(shape=(256, 256), *, rng=None, count=None, width=(1.0, 4.0), persi
         Number of filaments; default Poisson with mean 25 per 256² pixels.
     width : (float, float), optional
         Range of the full width at half maximum of the cross-section, in
-        pixels (log-uniform; rendered on 4 log-spaced levels). Default
-        ``(1, 4)``. Widths below ~1.2 px render at ~1.2 px.
+        pixels (log-uniform; rendered on 4 log-spaced levels), at most 100.
+        Default ``(1, 4)``. Widths below ~1.2 px render at ~1.2 px.
     persistence : (float, float), optional
         Range of the persistence length :math:`L_p` in pixels (log-uniform):
         directions decorrelate as :math:`\exp(-s / 2L_p)` along the arc
@@ -118,10 +146,11 @@ def filaments(shape=(256, 256), *, rng=None, count=None, width=(1.0, 4.0), persi
     """
     shape = _check_shape(shape)
     rng = check_rng(rng)
-    width = _check_range(width, "width", strict=True)
+    width = _check_range(width, "width", strict=True, high=_MAX_WIDTH)
     persistence = _check_range(persistence, "persistence", strict=True)
     intensity = _check_range(intensity, "intensity")
     count = _check_count(count, "count", shape, rng, 25)
+    _check_work(count, 600, shape, "count")  # up to 600 arc samples per filament
     height, wide = shape
     if count == 0:
         return np.zeros(shape)
@@ -183,7 +212,7 @@ def points(shape=(256, 256), *, rng=None, count=None, radius=(0.0, 4.0), intensi
     count : int, optional
         Number of objects; default Poisson with mean 80 per 256² pixels.
     radius : (float, float), optional
-        Range of the object radii in pixels (uniform), ``>= 0``; radius 0 is
+        Range of the object radii in pixels (uniform), in ``[0, 10000]``; radius 0 is
         a point source. Default ``(0, 4)``.
     intensity : (float, float), optional
         Range of the peak brightness (log-uniform, so dim objects are
@@ -205,11 +234,12 @@ def points(shape=(256, 256), *, rng=None, count=None, radius=(0.0, 4.0), intensi
     """
     shape = _check_shape(shape)
     rng = check_rng(rng)
-    radius = _check_range(radius, "radius")
+    radius = _check_range(radius, "radius", high=_MAX_RADIUS)
     intensity = _check_range(intensity, "intensity", strict=True)
     if isinstance(hollow, bool) or not isinstance(hollow, numbers.Real) or not 0 <= hollow <= 1:
         raise ValueError(f"hollow must be a probability in [0, 1], got {hollow!r}")
     count = _check_count(count, "count", shape, rng, 80)
+    _check_work(count, (2 * math.ceil(radius[1] + 2.4) + 3) ** 2, shape, "count and radius")
     if count == 0:
         return np.zeros(shape)
 
@@ -249,7 +279,7 @@ def cells(shape=(256, 256), *, rng=None, count=None, radius=(10.0, 30.0), textur
     count : int, optional
         Number of cells; default Poisson with mean 12 per 256² pixels.
     radius : (float, float), optional
-        Range of the cell semi-major axis in pixels (uniform), ``> 0``.
+        Range of the cell semi-major axis in pixels (uniform), in ``(0, 10000]``.
         Default ``(10, 30)``.
     texture : float, optional
         Relative standard deviation of the granular texture, ``>= 0``
@@ -269,10 +299,11 @@ def cells(shape=(256, 256), *, rng=None, count=None, radius=(10.0, 30.0), textur
     """
     shape = _check_shape(shape)
     rng = check_rng(rng)
-    radius = _check_range(radius, "radius", strict=True)
+    radius = _check_range(radius, "radius", strict=True, high=_MAX_RADIUS)
     if isinstance(texture, bool) or not isinstance(texture, numbers.Real) or not 0 <= texture < np.inf:
         raise ValueError(f"texture must be a finite number >= 0, got {texture!r}")
     count = _check_count(count, "count", shape, rng, 12)
+    _check_work(count, (2 * math.ceil(1.25 * radius[1]) + 5) ** 2, shape, "count and radius")
     if count == 0:
         return np.zeros(shape)
 
@@ -364,9 +395,9 @@ def dead_leaves(shape=(256, 256), *, rng=None, radius=(2.0, 64.0), exponent=3.0)
     rng : {numpy.random.Generator, int}, optional
         Random generator or seed.
     radius : (float, float), optional
-        Smallest and largest disc radius in pixels, ``> 0``. Default ``(2, 64)``.
+        Smallest and largest disc radius in pixels, in ``[0.1, 10000]``. Default ``(2, 64)``.
     exponent : float, optional
-        Power-law exponent of the radius density, ``> 0``. Default 3.
+        Power-law exponent of the radius density, in ``(0, 10]``. Default 3.
 
     Returns
     -------
@@ -397,9 +428,11 @@ def dead_leaves(shape=(256, 256), *, rng=None, radius=(2.0, 64.0), exponent=3.0)
     """
     shape = _check_shape(shape)
     rng = check_rng(rng)
-    lo, hi = _check_range(radius, "radius", strict=True)
+    lo, hi = _check_range(radius, "radius", low=0.1, high=_MAX_RADIUS)
     if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real) or not 0 < exponent < np.inf:
         raise ValueError(f"exponent must be a finite number > 0, got {exponent!r}")
+    if exponent > 10:
+        raise ValueError(f"exponent must be at most 10 (radii would all be the smallest), got {exponent!r}")
     exponent = float(exponent)
     height, width = shape
     area = (height + 2 * hi) * (width + 2 * hi)
@@ -407,7 +440,10 @@ def dead_leaves(shape=(256, 256), *, rng=None, radius=(2.0, 64.0), exponent=3.0)
         mean_area = np.pi * _power_moment(lo, hi, exponent, 2) / _power_moment(lo, hi, exponent, 0)
     else:
         mean_area = np.pi * lo**2
-    count = int(math.ceil(np.log(1e4) * area / mean_area))
+    with np.errstate(divide="ignore", over="ignore"):
+        count = np.log(1e4) * area / mean_area
+    _check_work(count, 1, shape, "radius and exponent (the number of discs needed to cover the image)")
+    count = int(math.ceil(count))
     if hi > lo:
         e = 1 - exponent
         u = rng.random(count)
@@ -465,13 +501,16 @@ def random_specimen(shape=(256, 256), *, rng=None, kinds=tuple(_KINDS), max_kind
     rng = check_rng(rng)
     if isinstance(kinds, str):
         kinds = (kinds,)
-    kinds = tuple(kinds)
+    try:
+        kinds = tuple(kinds)
+    except TypeError:
+        raise TypeError(f"kinds must be a sequence of specimen kinds, got {kinds!r}") from None
     if not kinds:
         raise ValueError("kinds must name at least one specimen kind")
     for kind in kinds:
-        if kind not in _KINDS:
-            raise ValueError(f"unknown kind {kind!r}; expected some of {', '.join(map(repr, _KINDS))}")
-    if isinstance(max_kinds, bool) or not isinstance(max_kinds, numbers.Integral) or max_kinds < 1:
+        if not isinstance(kind, str) or kind not in _KINDS:
+            raise ValueError(f"unknown kind {kind!r} in kinds; expected some of {', '.join(map(repr, _KINDS))}")
+    if isinstance(max_kinds, (bool, np.bool_)) or not isinstance(max_kinds, numbers.Integral) or max_kinds < 1:
         raise ValueError(f"max_kinds must be an integer >= 1, got {max_kinds!r}")
     if isinstance(background, bool) or not isinstance(background, numbers.Real) or not 0 <= background < 1:
         raise ValueError(f"background must be a number in [0, 1), got {background!r}")

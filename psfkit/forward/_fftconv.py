@@ -163,10 +163,10 @@ def fill_borders(buffer, geom):
     return buffer
 
 
-def extend(x, geom, dtype=None):
-    """Apply ``E``: the image (stack) in a new FFT buffer, borders filled."""
+def extend(x, geom, dtype=None, exponent=0):
+    """Apply ``E``: the image (stack), times ``2**exponent``, in a new FFT buffer, borders filled."""
     buffer, interior = new_buffer(x.shape[: x.ndim - geom.ndim], geom, dtype or x.dtype)
-    interior[...] = x
+    np.ldexp(x, exponent, out=interior)
     return fill_borders(buffer, geom)
 
 

@@ -6,6 +6,8 @@ The public function validates; these helpers trust their inputs.
 import numpy as np
 from scipy import ndimage
 
+from psfkit._validation import scale_exponent
+
 # Fourth difference, unit norm: its 5 x 5 tensor product removes polynomials of
 # degree <= 3 along each axis and passes almost nothing below ~0.25 cycles/pixel,
 # where band-limited (Nyquist-sampled) microscope images have their energy.
@@ -66,11 +68,12 @@ def level_sets(select, bins):
     sample = flat[:: max(1, flat.size // 20000)]
     quantiles = np.quantile(sample, np.linspace(0, 1, bins // 2 + 1))
     lo, hi = quantiles[0], quantiles[-1]
-    if not hi > lo:
+    with np.errstate(over="ignore", divide="ignore"):
+        scale = (LUT_SIZE - 1) / (hi - lo)
+    if not (hi > lo and np.isfinite(scale)):  # one level (up to a few ulps): a single set
         return np.zeros(flat.size, dtype=np.intp), 1
     even = np.linspace(lo, hi, bins - bins // 2 + 1)[1:-1]
     edges = np.unique(np.concatenate([quantiles[1:-1], even]))
-    scale = (LUT_SIZE - 1) / (hi - lo)
     lut = np.searchsorted(edges, lo + (np.arange(LUT_SIZE) + 0.5) / scale)
     cell = (flat - lo) * scale
     np.clip(cell, 0, LUT_SIZE - 1, out=cell)
@@ -126,12 +129,19 @@ def fit_variance_line(mean, power, count):
     the line are rejected: residual texture and impulses only add variance.
     The slope is kept only if it is significant (> 3 standard errors); the
     constant model is returned otherwise (e.g. an image without structure,
-    whose single level cannot separate alpha from beta).
+    whose single level cannot separate alpha from beta). Without any residual
+    (a noise-free image: flat regions and edges, as after thresholding) the
+    fit is ``(0, 0)``.
     """
+    top = float(power.max())
+    if not top > 0:
+        return 0.0, 0.0
     keep = np.ones(mean.size, dtype=bool)
     # A set's variance is never trusted below 1% of the typical level: sets of
-    # pure zeros (no photon at all) would otherwise pin the line alone.
-    floor = 0.01 * np.median(power) + TINY
+    # pure zeros (no photon at all) would otherwise pin the line alone. The
+    # share of the largest keeps it positive when most sets are zeros (its
+    # square must not underflow; the image is scaled to a peak below 1).
+    floor = 0.01 * np.median(power) + 1e-6 * top
     alpha, beta = _line(mean, power, count)  # start from a count-weighted fit
     alpha = max(alpha, 0.0)
     fitted = alpha * mean + beta
@@ -195,7 +205,20 @@ def pepper_pixels(image, fit):
 
 
 def estimate(image, bins):
-    """``(alpha, beta)`` of a validated, C-contiguous float64 image."""
+    """``(alpha, beta)`` of a validated float64 image.
+
+    The fit runs on the image scaled by an exact power of two ``2**-k`` (peak
+    in [0.5, 1)), where squared residuals neither overflow nor underflow, and
+    is scaled back as ``alpha 2**k``, ``beta 4**k``: exactly scale-consistent
+    for powers of two. ``beta`` is inf when ``4**k beta`` overflows.
+    """
+    k = scale_exponent(image)
+    alpha, beta = _estimate(np.ascontiguousarray(np.ldexp(image, -k)), bins)
+    with np.errstate(over="ignore"):
+        return float(np.ldexp(alpha, k)), float(np.ldexp(beta, 2 * k))
+
+
+def _estimate(image, bins):
     residual, level, select = local_statistics(image)
     labels, n_bins = level_sets(select, bins)
     # Saturated pixels have no noise and salt impulses are not noise: drop
@@ -203,18 +226,30 @@ def estimate(image, bins):
     highest = image.max()
     peak = image == highest
     excluded = window_mask(peak, HALF)[BORDER:-BORDER, BORDER:-BORDER]
+    if not _enough_left(excluded):
+        # The maximum is everywhere: a coarsely quantised (few-level) image,
+        # not saturation or impulses; its residuals are all there is to fit.
+        peak[...] = False
+        excluded[...] = False
     fit = fit_level_sets(*bin_moments(labels, n_bins, residual, level, excluded))
     refit = False
     if np.count_nonzero(peak) >= max(4, image.size // 10000):
         # A maximum shared by many pixels means saturation: pixels within
         # 3 sigma of it have their upper noise tail clipped.
         margin = 3 * np.sqrt(max(fit[0] * highest + fit[1], 0.0))
-        excluded = excluded | (level > highest - margin)
-        refit = True
+        saturated = excluded | (level > highest - margin)
+        if _enough_left(saturated):
+            excluded, refit = saturated, True
     pepper = pepper_pixels(image, fit)
     if pepper.any():
-        excluded = excluded | window_mask(pepper, HALF)
-        refit = True
+        with_pepper = excluded | window_mask(pepper, HALF)
+        if _enough_left(with_pepper):
+            excluded, refit = with_pepper, True
     if refit:
         fit = fit_level_sets(*bin_moments(labels, n_bins, residual, level, excluded))
     return fit
+
+
+def _enough_left(excluded):
+    """Whether enough residuals remain for a fit (two level sets) after ``excluded``."""
+    return excluded.size - np.count_nonzero(excluded) >= 2 * MIN_COUNT

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from psfkit.forward import _noise
-from psfkit._validation import as_float_array, check_choice, check_positive, check_rng, float_dtype
+from psfkit._validation import as_float_array, as_psf, check_choice, check_int, check_positive, check_rng, float_dtype
 
 __all__ = ["simulate_acquisition", "estimate_noise", "NoiseEstimate"]
 
@@ -24,6 +24,8 @@ NOISE_MODELS = ("poisson-gaussian", "approximate")
 OUTPUTS = ("intensity", "counts")
 BOUNDARIES = ("reflect", "periodic", "valid", "constant")
 
+# More level sets than this only costs memory: each needs pixels to measure a variance.
+_MAX_BINS = 10**5
 # numpy's Poisson sampler rejects larger means (int64 range with a margin).
 _MAX_POISSON_MEAN = 1e18
 
@@ -192,7 +194,7 @@ def simulate_acquisition(
 
     image = as_float_array(image, "image", ndim=2, nonnegative=gain is not None)
     out_dtype = float_dtype(image.dtype)
-    psf = as_float_array(psf, "psf", ndim=2, dtype=out_dtype)
+    psf = as_psf(psf, "psf", ndim=2, dtype=out_dtype)  # normalised in float64: a 1e-300 PSF is fine in float32
     if boundary != "constant" and any(p > n for p, n in zip(psf.shape, image.shape)):
         raise ValueError(f"psf of shape {psf.shape} is larger than image of shape {image.shape}")
 
@@ -238,10 +240,21 @@ def simulate_acquisition(
         target[pepper] = 0
         target[salt] = levels if bits is not None else top
     if bits is None:
-        return y.astype(out_dtype, copy=False)
+        return _in_range(y, out_dtype)
     if output == "counts":
         return counts.astype(_count_dtype(bits))
-    return (counts * step).astype(out_dtype, copy=False)
+    return _in_range(counts * step, out_dtype)
+
+
+def _in_range(values, dtype):
+    """``values`` cast to ``dtype``, or a ValueError when they leave its range (never inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = values.astype(dtype, copy=False)
+    if not np.all(np.isfinite(result)):
+        raise ValueError(
+            f"the simulated image exceeds the range of {np.dtype(dtype)}: scale down image, background or read_noise"
+        )
+    return result
 
 
 
@@ -286,7 +299,7 @@ def estimate_noise(image, *, bins=32):
         camera offset; negative noise set to 0 biases ``beta`` low and ``alpha``
         high). Not modified.
     bins : int, optional
-        Number of intensity level sets used for the fit (>= 4). Default 32.
+        Number of intensity level sets used for the fit, 4 to 100000. Default 32.
 
     Returns
     -------
@@ -295,7 +308,17 @@ def estimate_noise(image, *, bins=32):
         properties ``gain = 1 / alpha`` (photons per unit intensity, ``inf``
         without shot noise), ``sigma = sqrt(max(beta, 0))`` and the method
         ``std(intensity)``. With a camera offset :math:`b`,
-        :math:`\beta = \sigma^2 - \alpha b` may be negative.
+        :math:`\beta = \sigma^2 - \alpha b` may be negative. A noise-free
+        image (e.g. thresholded or constant) gives ``(0, 0)``. Scaling the
+        image by ``c`` scales ``alpha`` by ``c`` and ``beta`` by ``c**2``
+        (exactly for powers of two): any finite scale is supported.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2-D, smaller than 22 x 22 or not finite, if
+        ``beta`` would exceed the float64 range (noise above ~1e154
+        intensity units), or if ``bins`` is out of range.
 
     Notes
     -----
@@ -323,7 +346,9 @@ def estimate_noise(image, *, bins=32):
        impulses, saturation) or an isolated minimum-valued outlier (pepper)
        are excluded; when the maximum is shared by many pixels (saturation),
        pixels within 3 standard deviations of it are excluded too, as are
-       level sets with many excluded pixels.
+       level sets with many excluded pixels. An exclusion that would leave
+       too few residuals to fit is skipped: in a coarsely quantised image
+       the maximum is a common level, not saturation.
 
     Means of squares rather than medians keep the estimate unbiased at very low
     photon counts, where the noise is far from Gaussian. Dark-clipped data are
@@ -355,7 +380,11 @@ def estimate_noise(image, *, bins=32):
     (True, True)
     """
     image = as_float_array(image, "image", ndim=2, min_size=_noise.MIN_SIZE, dtype=np.float64)
-    bins = check_positive(bins, "bins", integer=True)
-    if bins < 4:
-        raise ValueError(f"bins must be an integer >= 4, got {bins!r}")
-    return NoiseEstimate(*_noise.estimate(np.ascontiguousarray(image), bins))
+    bins = check_int(bins, "bins", minimum=4, maximum=_MAX_BINS)
+    alpha, beta = _noise.estimate(image, bins)
+    if not np.isfinite(beta):
+        raise ValueError(
+            "the noise variance of this image exceeds the float64 range (beta scales as the square of the "
+            "intensities); divide image by a constant and scale alpha and beta back"
+        )
+    return NoiseEstimate(alpha, beta)

@@ -4,7 +4,7 @@ import numpy as np
 
 from psfkit.forward import _fftconv
 from psfkit._fft import irfftn, rfftn
-from psfkit._validation import as_float_array, as_psf, check_choice
+from psfkit._validation import as_float_array, as_psf, check_choice, peak_magnitude, scale_exponent
 
 __all__ = ["convolve"]
 
@@ -62,7 +62,12 @@ def convolve(image, psf, *, boundary="reflect"):
     convolution is computed as :math:`R\,C\,E\,x`: ``E`` pads the image into a
     buffer of fast FFT length (at least ``N + P - 1`` so that nothing wraps
     around, except for ``"periodic"``), ``C`` is a circular convolution by
-    real FFTs (pyFFTW when installed) and ``R`` crops the output.
+    real FFTs (pyFFTW when installed) and ``R`` crops the output. The FFTs
+    run on the image multiplied by an exact power of two that brings its peak
+    into :math:`[0.5, 1)`, so every finite image works, subnormal values and
+    values at the top of the float range included; since the PSF averages,
+    the result is clipped to the image's largest absolute value (which only
+    removes round-off).
 
     Examples
     --------
@@ -86,7 +91,15 @@ def convolve(image, psf, *, boundary="reflect"):
 
     geom = _fftconv.geometry(image.shape, psf.shape, boundary)
     ndim = image.ndim
-    spectrum = rfftn(_fftconv.extend(image, geom), ndim)
+    # The FFTs run on the image scaled by 2**-k to a peak in [0.5, 1)
+    # (psfkit._validation): their sums cannot overflow and subnormal images keep
+    # their precision; the scaling is exact, so other images get the same bits.
+    k = scale_exponent(image)
+    spectrum = rfftn(_fftconv.extend(image, geom, exponent=-k), ndim)
     spectrum *= rfftn(_fftconv.place_kernel(psf, geom, image.dtype), ndim)
-    blurred = irfftn(spectrum, geom.fft_shape, ndim)
-    return np.ascontiguousarray(_fftconv.crop(blurred, geom))
+    blurred = _fftconv.crop(irfftn(spectrum, geom.fft_shape, ndim), geom)
+    # A non-negative sum-1 PSF averages, so |blurred| <= peak: clipping only
+    # removes round-off, which would overflow at the top of the float range.
+    bound = np.ldexp(image.dtype.type(peak_magnitude(image)), -k)
+    np.clip(blurred, -bound, bound, out=blurred)
+    return np.ldexp(blurred, k)

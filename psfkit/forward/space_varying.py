@@ -20,13 +20,24 @@ from psfkit.forward import _fftconv
 from psfkit.forward import _pc_local
 from psfkit.forward._eigenpsf import eigen_psfs
 from psfkit._fft import irfftn, rfftn
-from psfkit._validation import as_float_array, check_choice, check_positive, float_dtype
+from psfkit._validation import (
+    as_float_array,
+    check_bool,
+    check_choice,
+    check_float_dtype,
+    check_positive,
+    scale_back,
+    scale_exponent,
+)
 
 __all__ = ["ProductConvolution", "grid_weights", "product_convolution"]
 
 ORDERS = ("mask-first", "mask-last")
 BOUNDARIES = ("reflect", "periodic", "constant", "zero", "valid")
 INTERPOLATIONS = ("nearest", "bilinear", "smoothstep")
+# Largest number of values of a weight stack (16 GiB of float64): beyond it an
+# allocation fails late or takes the machine's memory.
+_MAX_VALUES = 2**31
 
 
 def _weights_1d(n, g, interpolation, dtype):
@@ -77,6 +88,7 @@ def grid_weights(shape, grid, *, interpolation="bilinear", dtype=np.float64):
           (piecewise-constant PSF, discontinuous at patch borders).
     dtype : dtype, optional
         Floating type of the result (float32 or float64, by the usual rule).
+        ``prod(grid) * prod(shape)`` may not exceed 2**31 values.
 
     Returns
     -------
@@ -115,7 +127,9 @@ def grid_weights(shape, grid, *, interpolation="bilinear", dtype=np.float64):
         if g > n:
             raise ValueError(f"grid {grid} has more nodes than pixels along axis {axis} of shape {shape}")
     check_choice(interpolation, "interpolation", INTERPOLATIONS)
-    dtype = float_dtype(dtype)
+    dtype = check_float_dtype(dtype, "dtype")
+    if np.prod(grid, dtype=float) * np.prod(shape, dtype=float) > _MAX_VALUES:
+        raise ValueError(f"grid {grid} on shape {shape} would make more than {_MAX_VALUES} weight values")
     factors = [_weights_1d(n, g, interpolation, dtype) for n, g in zip(shape, grid)]
     weights = factors[0]
     for factor in factors[1:]:
@@ -139,6 +153,17 @@ def _check_shape(shape, name):
         check_positive(n, name, integer=True)
     return tuple(int(n) for n in shape)
 
+
+
+def _scale_free(linear, x, name):
+    """``linear(x)`` computed on ``x`` scaled by a power of two to a peak near 1, then scaled back.
+
+    Exact for a linear operator, and FFT sums cannot overflow nor subnormal
+    data lose their precision; a result beyond the dtype's range is a
+    ValueError naming ``name``.
+    """
+    k = scale_exponent(x)
+    return scale_back(linear(np.ldexp(x, -k)), k, name)
 
 class ProductConvolution:
     r"""Space-varying blur operator :math:`A x = \sum_k h_k \star (w_k \odot x)`.
@@ -166,7 +191,9 @@ class ProductConvolution:
     boundary : {"reflect", "periodic", "constant", "zero", "valid"}, optional
         Boundary model of every convolution, as in :func:`psfkit.convolve`.
         ``"valid"`` returns the ``H - h + 1`` by ``W - w + 1`` pixels that
-        see no boundary.
+        see no boundary. Kernels larger than the image are accepted only by
+        ``"constant"`` and ``"zero"`` (zero padding), as in
+        :func:`psfkit.convolve`.
 
     Attributes
     ----------
@@ -256,6 +283,8 @@ class ProductConvolution:
                 f"(shape {psfs.shape}) and {weights.shape[0]} weight maps (shape {weights.shape})"
             )
         _fftconv.check_kernel_fits(weights.shape[1:], psfs.shape[1:], boundary, name="psfs")
+        if not np.any(psfs):
+            raise ValueError("psfs are all zero: the operator would map every image to zero")
         dtype = np.result_type(psfs.dtype, weights.dtype)
         self.psfs = _readonly(psfs, dtype)
         self.weights = _readonly(weights, dtype)
@@ -290,6 +319,8 @@ class ProductConvolution:
         For ``order="mask-first"`` it is the impulse response of a point
         source at ``index`` (away from the borders); for ``"mask-last"`` it is
         the kernel with which the output pixel ``index`` gathers its values.
+        ``index`` holds one non-negative integer per image axis, below
+        :attr:`shape` (no negative indices from the end).
 
         Examples
         --------
@@ -298,9 +329,17 @@ class ProductConvolution:
         >>> float(op.local_psf((4, 4)).sum())
         1.0
         """
+        if isinstance(index, (str, bytes)) or not hasattr(index, "__iter__"):
+            raise TypeError(f"index must be a tuple of {len(self.shape)} integers, got {index!r}")
         index = tuple(index)
         if len(index) != len(self.shape):
             raise ValueError(f"index must have {len(self.shape)} entries, got {index}")
+        for i, n in zip(index, self.shape):
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, numbers.Integral):
+                raise TypeError(f"index must hold integers, got {index!r}")
+            if not 0 <= i < n:
+                raise ValueError(f"index {index} is outside the image of shape {self.shape}")
+        index = tuple(int(i) for i in index)
         return np.tensordot(self.weights[(slice(None),) + index], self.psfs, axes=1)
 
     # -- application ---------------------------------------------------------
@@ -346,7 +385,9 @@ class ProductConvolution:
         Returns an array of shape :attr:`output_shape` in the image's
         floating type.
         """
-        x = self._check(image, "image", self.shape)
+        return _scale_free(self._apply, self._check(image, "image", self.shape), "image")
+
+    def _apply(self, x):
         geom, nd = self._geom, self._geom.ndim
         terms = self._terms(x.dtype)
         if isinstance(terms, _pc_local.LocalTerms):
@@ -377,7 +418,9 @@ class ProductConvolution:
 
         Returns an array of shape :attr:`shape` in the data's floating type.
         """
-        y = self._check(data, "data", self.output_shape)
+        return _scale_free(self._adjoint, self._check(data, "data", self.output_shape), "data")
+
+    def _adjoint(self, y):
         geom, nd = self._geom, self._geom.ndim
         terms = self._terms(y.dtype)
         if isinstance(terms, _pc_local.LocalTerms):
@@ -471,6 +514,8 @@ class ProductConvolution:
                 f"for a {nd}-D image, got shape {psf_grid.shape}"
             )
         grid, psf_shape = psf_grid.shape[:nd], psf_grid.shape[nd:]
+        if any(g > n for g, n in zip(grid, shape)):
+            raise ValueError(f"psf_grid has a grid of {grid} PSFs, more than the pixels of shape {shape}")
         psfs = _normalise_psfs(psf_grid.reshape((-1,) + psf_shape), "psf_grid")
         weights = grid_weights(shape, grid, interpolation=interpolation, dtype=psfs.dtype)
         operator = cls(psfs, weights, order=order, boundary=boundary)
@@ -544,7 +589,8 @@ def product_convolution(image, psfs, weights, *, adjoint=False, order="mask-firs
         Weight maps :math:`w_k` on the image grid (the extended field for
         ``boundary="valid"``, whatever the order).
     adjoint : bool, optional
-        Apply the exact adjoint operator instead.
+        Apply the exact adjoint operator instead (``True`` or ``False``; other
+        values are an error, not taken for their truth value).
     order : {"mask-first", "mask-last"}, optional
         ``"mask-first"`` (papers' model) or ``"mask-last"``
         (:math:`\sum_k w_k \odot (h_k \star x)`); see
@@ -577,5 +623,8 @@ def product_convolution(image, psfs, weights, *, adjoint=False, order="mask-firs
     >>> product_convolution(x, psfs, weights, boundary="valid").shape
     (14, 14)
     """
+    adjoint = check_bool(adjoint, "adjoint")
     operator = ProductConvolution(psfs, weights, order=order, boundary=boundary)
+    # checked here to name the argument ``image`` (the adjoint method calls it ``data``)
+    image = operator._check(image, "image", operator.output_shape if adjoint else operator.shape)
     return operator.adjoint(image) if adjoint else operator.apply(image)

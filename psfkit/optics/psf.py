@@ -28,8 +28,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from psfkit._validation import as_float_array, check_choice, check_positive, float_dtype
-from psfkit.optics.zernike import _check_indices, _evaluate
+from psfkit._validation import as_float_array, check_choice, check_float_dtype, check_int, check_positive
+from psfkit.optics.zernike import MAX_SIZE, MAX_VALUES, _check_indices, _evaluate
 
 __all__ = ["zernike_psf", "airy_psf", "cutoff_frequency"]
 
@@ -44,6 +44,11 @@ _MAX_AUTO_SAMPLES = 1024
 _SAMPLES_STEP = 16
 _CHUNK_BYTES = 2 * 2**20  # work arrays of one batch chunk stay in cache
 _DEFAULT_FIRST_INDEX = 4  # sequences start at defocus: piston, tip, tilt don't change the shape
+# Sanity bounds of the arguments: a 1000-wave (RMS) aberration spreads the PSF over
+# tens of thousands of pixels, far beyond any window (and its phase would overflow);
+# a 4096-sample pupil grid is four times the automatic cap.
+_MAX_AMPLITUDE = 1000.0
+_MAX_PUPIL_SAMPLES = 4096
 
 
 # --------------------------------------------------------------------------- validation
@@ -51,7 +56,11 @@ _DEFAULT_FIRST_INDEX = 4  # sequences start at defocus: piston, tip, tilt don't 
 
 def _check_cutoff(cutoff):
     """Return ``(cutoff array (B,) float64, batched)``; fc must lie in (0, 0.5]."""
-    if np.ndim(cutoff) == 0:
+    try:
+        scalar = np.ndim(cutoff) == 0
+    except (TypeError, ValueError):  # ragged nested lists
+        raise TypeError(f"cutoff must be a number or a 1-D array of numbers, got {cutoff!r}") from None
+    if scalar:
         value = cutoff.item() if isinstance(cutoff, (np.generic, np.ndarray)) else cutoff
         check_positive(value, "cutoff")
         values = np.array([float(value)])
@@ -86,11 +95,19 @@ def _parse_coefficients(coefficients, indices):
             if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0:
                 raise TypeError(f"coefficients[{key}] must be a real number, got {value!r}")
             values.append(value)
-        coef = as_float_array(np.asarray(values), "coefficients", ndim=1, dtype=np.float64)
+        coef = as_float_array(values, "coefficients", ndim=1, dtype=np.float64)
+        if np.abs(coef).max() > _MAX_AMPLITUDE:
+            raise ValueError(
+                f"coefficients must be at most {_MAX_AMPLITUDE:g} waves in magnitude (such a PSF is far wider "
+                f"than any window), got {np.abs(coef).max():g}"
+            )
         return coef[None], keys, False
     if isinstance(coefficients, (str, bytes)):
         raise TypeError(f"coefficients must be a mapping or an array of numbers, got {type(coefficients).__name__}")
-    array = np.asarray(coefficients)
+    try:
+        array = np.asarray(coefficients)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise TypeError("coefficients must be a mapping or an array of numbers (rows of equal lengths)") from None
     if array.ndim not in (1, 2):
         raise ValueError(f"coefficients must be 1-D (K,) or 2-D (batch, K), got shape {array.shape}")
     batched = array.ndim == 2
@@ -103,6 +120,11 @@ def _parse_coefficients(coefficients, indices):
     else:
         coef = as_float_array(array, "coefficients", ndim=(1, 2), dtype=np.float64)
         coef = coef if batched else coef[None]
+    if coef.size and np.abs(coef).max() > _MAX_AMPLITUDE:
+        raise ValueError(
+            f"coefficients must be at most {_MAX_AMPLITUDE:g} waves in magnitude (such a PSF is far wider than "
+            f"any window), got {np.abs(coef).max():g}"
+        )
     n_terms = coef.shape[1]
     if indices is None:
         indices = tuple(range(_DEFAULT_FIRST_INDEX, _DEFAULT_FIRST_INDEX + n_terms))
@@ -114,27 +136,20 @@ def _parse_coefficients(coefficients, indices):
 
 
 def _check_dtype(dtype):
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as error:
-        raise TypeError(f"dtype must be a floating dtype, got {dtype!r}") from error
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating dtype (float32 or float64), got {dtype}")
-    return float_dtype(dtype)
+    return check_float_dtype(dtype, "dtype")
 
 
 def _check_size(size):
-    check_positive(size, "size", integer=True)
-    return int(size)
+    return check_int(size, "size", minimum=1, maximum=MAX_SIZE)
 
 
 def _check_pupil_samples(samples):
     if samples is None:
         return None
-    check_positive(samples, "pupil_samples", integer=True)
+    samples = check_int(samples, "pupil_samples", minimum=1, maximum=_MAX_PUPIL_SAMPLES)
     if samples % 2 or samples < 2 * _KERNEL_HALF_WIDTH + 8:
         raise ValueError(f"pupil_samples must be an even integer >= {2 * _KERNEL_HALF_WIDTH + 8}, got {samples}")
-    return int(samples)
+    return samples
 
 
 # --------------------------------------------------------------------------- pupil sampling
@@ -330,14 +345,17 @@ def zernike_psf(coefficients=None, *, cutoff=0.2, size=33, indices=None, dtype=n
         Values above 0.25 under-sample the PSF. A 1-D array gives each PSF of
         the batch its own cutoff.
     size : int
-        Side of the returned square window, odd or even.
+        Side of the returned square window, odd or even, at most 4097 (and
+        ``batch * size**2`` at most 2**28 values).
     indices : sequence of int, optional
-        Noll indices of the columns of an array of ``coefficients``.
+        Noll indices of the columns of an array of ``coefficients`` (1 to
+        231, i.e. radial orders up to 20, like mapping keys). Coefficients are
+        at most 1000 waves in magnitude.
     dtype : dtype
         Output float type (float64 by default; float32 computes in single
         precision, several times faster).
     pupil_samples : int, optional
-        Pupil grid size of the matrix Fourier transform (even). By default it
+        Pupil grid size of the matrix Fourier transform (even, 20 to 4096). By default it
         is chosen from ``cutoff``, ``size`` and the aberration's slope for a
         relative L2 error of about 1e-5 (aberration-free) to 1e-4.
 
@@ -438,6 +456,9 @@ def zernike_psf(coefficients=None, *, cutoff=0.2, size=33, indices=None, dtype=n
     samples = _check_pupil_samples(pupil_samples)
     if coef_batched and cutoff_batched and cutoffs.shape[0] != coef.shape[0]:
         raise ValueError(f"cutoff has {cutoffs.shape[0]} values but coefficients have {coef.shape[0]} rows")
+    batch = max(coef.shape[0], cutoffs.shape[0])
+    if batch * size * size > MAX_VALUES:
+        raise ValueError(f"{batch} PSFs of size {size} would hold more than {MAX_VALUES} values; use smaller batches")
     if cutoff_batched and not coef_batched:
         coef = np.repeat(coef, cutoffs.shape[0], axis=0)
     if samples is None:
@@ -463,7 +484,7 @@ def airy_psf(*, cutoff=0.2, size=33, dtype=np.float64):
     cutoff : float
         Pupil radius :math:`f_c` in cycles/pixel, in ``(0, 0.5]``.
     size : int
-        Side of the square window, odd or even.
+        Side of the square window, odd or even, at most 4097.
     dtype : dtype
         Output float type.
 
@@ -558,6 +579,11 @@ def cutoff_frequency(numerical_aperture, wavelength, pixel_size, *, on_undersamp
         check_positive(value.item() if isinstance(value, np.generic) else value, name)
     check_choice(on_undersampling, "on_undersampling", ("raise", "warn", "ignore"))
     cutoff = float(numerical_aperture) * float(pixel_size) / float(wavelength)
+    if not (math.isfinite(cutoff) and cutoff > 0):  # over- or underflow of extreme values
+        raise ValueError(
+            f"numerical_aperture * pixel_size / wavelength must be a finite positive number, got {cutoff!r} "
+            f"from {numerical_aperture!r}, {pixel_size!r} and {wavelength!r}"
+        )
     if cutoff > 0.25 and on_undersampling != "ignore":
         message = (
             f"cutoff frequency {cutoff:.3g} cycles/pixel exceeds 0.25: the PSF is under-sampled (the OTF support "

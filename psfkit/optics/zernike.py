@@ -24,24 +24,42 @@ import numbers
 
 import numpy as np
 
+from psfkit._validation import check_int
+
 __all__ = ["noll_to_nm", "zernike_polynomial", "zernike_basis"]
 
+# Largest Noll index evaluated: the end of radial order 20, (20 + 1)(20 + 2)/2.
+# Beyond it the factorial coefficients of the radial polynomials lose their
+# round-off accuracy (see zernike_polynomial), and absurd indices (10**12) would
+# spend minutes computing factorials.
+MAX_NOLL = 231
+# Largest side of a sampled grid (zernike_basis, zernike_psf, airy_psf).
+MAX_SIZE = 4097
+# Largest number of values of one sampled result (2 GiB of float64).
+MAX_VALUES = 2**28
 
-def _check_noll(j, name="j"):
-    if isinstance(j, bool) or not isinstance(j, numbers.Integral):
+
+def _check_noll(j, name="j", maximum=None):
+    if isinstance(j, (bool, np.bool_)) or not isinstance(j, numbers.Integral):
         raise TypeError(f"{name} must be an integer Noll index >= 1, got {j!r}")
     if j < 1:
         raise ValueError(f"{name} must be a Noll index >= 1, got {j}")
+    if maximum is not None and j > maximum:
+        raise ValueError(f"{name} must be a Noll index <= {maximum} (radial order <= 20), got {j}")
     return int(j)
 
 
 def _check_indices(indices, name="indices"):
-    """Validate a sequence of Noll indices and return it as a tuple of int."""
-    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
+    """Validate a sequence of Noll indices (1 to ``MAX_NOLL``) and return it as a tuple of int."""
+    if isinstance(indices, numbers.Integral) and not isinstance(indices, (bool, np.bool_)):
         indices = (indices,)
     if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
         raise TypeError(f"{name} must be a sequence of Noll indices, got {indices!r}")
-    indices = tuple(_check_noll(j, f"{name} entry") for j in np.asarray(indices, dtype=object).ravel())
+    try:
+        entries = np.asarray(indices, dtype=object).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a flat sequence of Noll indices, got {indices!r}") from None
+    indices = tuple(_check_noll(j, f"{name} entry", MAX_NOLL) for j in entries)
     if len(set(indices)) != len(indices):
         raise ValueError(f"{name} must not repeat a Noll index, got {indices}")
     return indices
@@ -124,7 +142,7 @@ def zernike_polynomial(j, x, y):
     Parameters
     ----------
     j : int
-        Noll index, ``j >= 1``.
+        Noll index, ``1 <= j <= 231`` (radial order at most 20).
     x, y : array_like
         Coordinates on the unit disk (broadcast together); ``x`` is the column
         axis and ``y`` the row axis of an image, :math:`\theta = \operatorname{atan2}(y, x)`.
@@ -164,12 +182,24 @@ def zernike_polynomial(j, x, y):
     >>> float(zernike_polynomial(7, 0.0, 1.0)), float(zernike_polynomial(7, 1.0, 0.0))
     (2.8284271247461903, 0.0)
     """
-    j = _check_noll(j)
+    j = _check_noll(j, maximum=MAX_NOLL)
+    for name, value in (("x", x), ("y", y)):
+        if isinstance(value, (str, bytes)) or value is None:
+            raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}")
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be an array of real numbers") from None
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be an array of real numbers, got dtype {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must be finite")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x and y must be finite")
-    x, y = np.broadcast_arrays(x, y)
+    try:
+        x, y = np.broadcast_arrays(x, y)
+    except ValueError:
+        raise ValueError(f"x and y must broadcast together, got shapes {x.shape} and {y.shape}") from None
     return _evaluate(j, x, y)
 
 
@@ -191,9 +221,10 @@ def zernike_basis(indices, size):
     Parameters
     ----------
     indices : int or sequence of int
-        Noll indices (``>= 1``, no repeats).
+        Noll indices (``1`` to ``231``, no repeats).
     size : int
-        Number of samples along each axis. Sample ``k`` of an axis sits at the
+        Number of samples along each axis, 1 to 4097 (and at most 2**28
+        values in all). Sample ``k`` of an axis sits at the
         pixel centre :math:`(2k + 1 - \text{size}) / \text{size}`, so the grid
         is symmetric about the disk centre for odd and even ``size``.
 
@@ -225,6 +256,10 @@ def zernike_basis(indices, size):
     True
     """
     indices = _check_indices(indices)
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
-    return _basis(indices, int(size))
+    size = check_int(size, "size", minimum=1, maximum=MAX_SIZE)
+    if len(indices) * size * size > MAX_VALUES:
+        raise ValueError(
+            f"indices and size ask for {len(indices)} x {size} x {size} values, more than {MAX_VALUES}; "
+            "evaluate fewer indices at a time"
+        )
+    return _basis(indices, size)

@@ -43,10 +43,14 @@ except ImportError:  # pragma: no cover - exercised only without pyfftw
 # Transforms smaller than this run on one thread: thread start-up (and, on a
 # busy machine, contention) costs more than it saves (as in psfkit._fft).
 _THREADED_SIZE = 1 << 18
-# FFTW measures candidate algorithms once per shape and process (its wisdom is
-# reused afterwards); the time limit bounds that one-off cost on large grids.
-_PLANNER = "FFTW_MEASURE"
-_PLANNING_TIMELIMIT = 0.25
+# FFTW_MEASURE times candidate algorithms and keeps the fastest, which depends
+# on the machine's load: results then differed between processes by ~1e-10 of
+# the peak (RL-TV amplifies round-off). FFTW_ESTIMATE picks the algorithm from
+# the problem alone, so results are bit-reproducible (unless the process loads
+# FFTW wisdom, which FFTW then uses). Cost on a 512 x 512 RL-TV (546² grid,
+# one thread): first call about as fast (no measuring), later calls ~5-10 %
+# slower.
+_PLANNER = "FFTW_ESTIMATE"
 
 
 def fft_shape(shape):
@@ -140,7 +144,7 @@ class RealFFT:
         if pyfftw is not None:
             spectrum = empty(self.spectrum_shape, self.cdtype)
             self.real.fill(0)
-            kwargs = dict(threads=self.threads, planning_timelimit=_PLANNING_TIMELIMIT)
+            kwargs = dict(threads=self.threads)
             self._forward = pyfftw.FFTW(self.real, spectrum, axes=self.axes, flags=(_PLANNER,), **kwargs)
             self._inverse = pyfftw.FFTW(
                 spectrum, self.real, axes=self.axes, direction="FFTW_BACKWARD",

@@ -6,6 +6,9 @@ few planes of a stack, averaged). Images too small for it get a Gaussian
 estimate: the robust variance :math:`(1.4826\,\mathrm{MAD}(d))^2` of the finest
 diagonal Haar coefficients :math:`d = (y_{00} - y_{01} - y_{10} + y_{11})/2` of
 2×2 blocks (Donoho & Johnstone), where a blurred image has almost no signal.
+
+:func:`psfkit.deconvolve` fits the noise once per call (:func:`noise_model`)
+and passes the fit to the weights and to the unrolled network.
 """
 
 import math
@@ -28,23 +31,24 @@ def gaussian_noise_variance(image):
 
 
 def noise_model(image):
-    """Fit ``(a, b)``, both >= 0, of ``Var[y] = a E[y] + b``."""
+    """Fit ``(a, b)`` of ``Var[y] = a E[y] + b``, ``a >= 0`` (``b < 0`` for data with an offset)."""
+    from psfkit.forward._noise import MIN_SIZE
     from psfkit.forward.acquisition import estimate_noise
 
+    if min(image.shape[-2:]) < MIN_SIZE:  # too small for the Poisson-Gaussian fit
+        return 0.0, gaussian_noise_variance(image)
     planes = image.reshape((-1,) + image.shape[-2:])
     picks = np.unique(np.linspace(0, len(planes) - 1, min(len(planes), _MAX_PLANES)).round().astype(int))
-    try:
-        estimates = [estimate_noise(planes[i]) for i in picks]
-    except ValueError:  # too small for the Poisson-Gaussian fit
-        return 0.0, gaussian_noise_variance(image)
+    estimates = [estimate_noise(planes[i]) for i in picks]
     slope = float(np.mean([e.alpha for e in estimates]))
     offset = float(np.mean([e.beta for e in estimates]))
-    return max(slope, 0.0), max(offset, 0.0)
+    return max(slope, 0.0), offset
 
 
-def noise_variance(image):
-    """Mean noise variance of ``image`` under the fitted Poisson–Gaussian model, and the fit."""
-    slope, offset = noise_model(image)
+def noise_variance(image, noise=None):
+    """Mean noise variance of ``image`` under the Poisson–Gaussian fit ``noise`` (fitted if None), and the fit."""
+    slope, offset = noise_model(image) if noise is None else noise
+    offset = max(offset, 0.0)
     return max(slope * max(float(np.mean(image)), 0.0) + offset, 0.0), slope, offset
 
 
@@ -53,20 +57,26 @@ def signal_level(image, background=0.0):
     return max(float(np.percentile(image, 99.9)) - background, 0.0)
 
 
-def relative_noise(image, background=0.0):
+def relative_noise(image, background=0.0, noise=None):
     """``(sigma / level, sigma, level)``: noise std under the Poisson-Gaussian fit over :func:`signal_level`.
 
+    ``noise`` is the fit ``(a, b)`` of :func:`noise_model` (computed if None).
     The relative noise is 1.0 when there is no signal above the background.
     """
-    variance, _, _ = noise_variance(image)
+    variance, _, _ = noise_variance(image, noise)
     sigma = math.sqrt(variance)
     level = signal_level(image, background)
     return (sigma / level if level > 0 else 1.0), sigma, level
 
 
-def auto_weights(image, background, ndim):
-    """The automatic weights of every method (see :func:`psfkit.deconvolve`, Notes)."""
-    relative, sigma, level = relative_noise(image, background)
+def auto_weights(image, background, ndim, noise=None):
+    """The automatic weights of every method (:func:`psfkit.deconvolve`, Notes).
+
+    ``noise`` is the fit ``(a, b)`` of :func:`noise_model` (computed if None).
+    """
+    relative, sigma, level = relative_noise(image, background, noise)
+    if relative < MIN_RELATIVE_NOISE:
+        relative, sigma = MIN_RELATIVE_NOISE, MIN_RELATIVE_NOISE * level
     rl_tv = min(RL_TV_GAIN * relative**RL_TV_POWER, RL_TV_MAX / (2 * ndim))
     return {
         "sigma": sigma,
@@ -102,3 +112,8 @@ def rl_iterations(relative, accelerated):
 # acquisitions like those above (other seeds): mean loss 0.73 dB.
 RL_ITERATION_GAIN = 3.5
 RL_ITERATION_RANGE = (5, 100)
+# The weights use at least this relative noise, where RL's iteration count
+# reaches its cap (the fits cover ~0.01 to 0.3). Noise-free data (synthetic,
+# thresholded: a measured noise of 0) then get a weak regularisation instead
+# of an unregularised inverse, which amplifies round-off without bound.
+MIN_RELATIVE_NOISE = (RL_ITERATION_GAIN / RL_ITERATION_RANGE[1]) ** 2

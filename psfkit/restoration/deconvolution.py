@@ -1,5 +1,6 @@
 r"""Non-blind deconvolution: Richardson–Lucy (plain, TV), FISTA and Wiener, space-invariant or space-varying."""
 
+import math
 import numbers
 import os
 
@@ -9,8 +10,10 @@ from psfkit.restoration import _operators
 from psfkit.restoration._fista import fista
 from psfkit.restoration._rl import default_floor, richardson_lucy
 from psfkit.restoration._wiener import wiener_cg, wiener_circulant
-from psfkit.restoration._regularization import auto_weights, rl_iterations
-from psfkit._validation import as_float_array, as_psf, check_choice, check_positive
+from psfkit.restoration._regularization import auto_weights, noise_model, rl_iterations
+from psfkit._validation import (
+    as_float_array, as_psf, check_bool, check_choice, check_positive, scale_back, scale_exponent,
+)
 
 __all__ = ["deconvolve"]
 
@@ -160,7 +163,8 @@ def deconvolve(
         weights do not match the image, an option is unknown, ``iterations``
         < 1, or ``regularization`` is out of range; for ``"unrolled"``, a
         non-2-D image, ``iterations`` or a numeric ``regularization``, or an
-        unavailable ``device``.
+        unavailable ``device``; or if the result would exceed the range of
+        ``dtype`` (an image near the top of the float range).
 
     Notes
     -----
@@ -218,12 +222,25 @@ def deconvolve(
     powers keep the rule consistent with the units: RL–TV's and Wiener's
     weights do not change when the image is rescaled (photon counts or
     [0, 1]), FISTA's scales with it, as its objective does, so every method
-    returns ``c * deconvolve(y)`` for ``deconvolve(c * y)``.
+    returns ``c * deconvolve(y)`` for ``deconvolve(c * y)``. Noise-free data
+    (synthetic, thresholded or constant images, :math:`\sigma = 0`) are
+    treated as :math:`\rho = 1.2 \cdot 10^{-3}`, where RL's iteration count
+    reaches its cap, rather than left unregularised.
+
+    **Scale.** The computation runs on the image (and ``background``)
+    multiplied by an exact power of two that brings its peak into
+    :math:`[0.5, 1)`, and the result is multiplied back. Powers of two are
+    exact in binary floating point, so ``deconvolve(c * y)`` equals
+    ``c * deconvolve(y)`` bit for bit when ``c`` is a power of two (barring
+    underflow), and to round-off otherwise, for any finite ``c`` (subnormal
+    images included), in float32 as in float64.
 
     The blur is applied by real FFTs on a fast grid (pyFFTW when installed)
     with the transfer functions computed once; a space-varying model with a
     PSF grid transforms each term on a window around the support of its
-    weight.
+    weight. FFTW plans are chosen without timing measurements
+    (``FFTW_ESTIMATE``), so the same call gives the same bits in every
+    process on the same machine and library versions.
 
     References
     ----------
@@ -280,6 +297,7 @@ def deconvolve(
     dtype('float32')
     """
     check_choice(method, "method", METHODS)
+    progress = check_bool(progress, "progress")
     check_choice(boundary, "boundary", BOUNDARIES)
     check_choice(prior, "prior", PRIORS)
     if prior != "tv" and method != "fista":
@@ -295,17 +313,33 @@ def deconvolve(
         iterations = DEFAULT_ITERATIONS[method]
 
     if dtype is not None:
-        dtype = np.dtype(dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from None
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
     image = as_float_array(image, "image", ndim=(2, 3), dtype=dtype)
     dtype = image.dtype
     ndim = image.ndim
     psfs, weights, order = _blur_model(psf, image.shape, boundary)
+    lam = None if method == "unrolled" else _check_regularization(regularization, method, ndim)
+    # Everything below runs on the data scaled by 2**-k to a peak in [0.5, 1)
+    # (psfkit._validation): FFT sums and squares cannot overflow, subnormal data
+    # keep their precision and the solvers' floors act at a fixed relative
+    # level, so deconvolve(c y) = c deconvolve(y) for every finite c.
+    k = scale_exponent(image, background)
+    image = np.ldexp(image, -k)
+    background = math.ldexp(background, -k)
     if method == "unrolled":
-        return _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device)
+        restored = _deconvolve_unrolled(
+            image, psfs, weights, order, boundary, background, iterations, regularization, device
+        )
+        return scale_back(restored, k)
+    if method == "fista" and lam is not None:  # in intensity units
+        # a weight beyond float range on the scaled data is infinite smoothing: the largest safe one does that
+        lam = min(_scaled_weight(lam, k), 1e150)
 
-    lam = _check_regularization(regularization, method, ndim)
     data = image
     offset = 0.0
     if method in ("rl", "rl-tv"):
@@ -317,20 +351,27 @@ def deconvolve(
             data = data + dtype.type(offset)
     model_background = background + offset
     if lam is None or iterations is None:
-        automatic = auto_weights(data, model_background, ndim)
+        automatic = auto_weights(data, model_background, ndim, noise_model(data))
         if lam is None:
             lam = 0.0 if method == "rl" else automatic[method]
         if iterations is None:
             iterations = rl_iterations(automatic["relative_noise"], acceleration is not None)
 
     problem = _build_problem(data, psfs, weights, order, boundary, dtype, workers)
-    monitor, bar = _monitor(problem, iterations, progress, callback)
+    monitor, bar = _monitor(problem, iterations, progress, callback, k)
     try:
         estimate = _solve(problem, method, iterations, lam, model_background, acceleration, prior, monitor)
     finally:
         if bar is not None:
             bar.close()
-    return np.array(estimate[problem.crop], dtype=dtype, copy=True)
+    return scale_back(np.array(estimate[problem.crop], dtype=dtype, copy=True), k)
+
+
+def _scaled_weight(lam, k):
+    try:
+        return math.ldexp(lam, -k)
+    except OverflowError:
+        return math.inf
 
 
 def automatic_settings(iterations, regularization):
@@ -352,7 +393,8 @@ def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iter
     from psfkit.restoration.unrolled import deconvolve_unrolled
 
     restored = deconvolve_unrolled(
-        image, psfs, weights, order, background=background, periodic=boundary == "periodic", device=device
+        image, psfs, weights, order, noise=noise_model(image), background=background,
+        periodic=boundary == "periodic", device=device,
     )
     return restored.astype(image.dtype, copy=False)
 
@@ -431,7 +473,10 @@ def _blur_model(psf, shape, boundary):
         return psfs, weights, order
     if isinstance(psf, (str, bytes)) or psf is None:
         raise TypeError(f"psf must be an array or a ProductConvolution, got {type(psf).__name__}")
-    array = np.asarray(psf)
+    try:
+        array = np.asarray(psf)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise TypeError("psf must be an array of numbers (equal-length nested lists) or a ProductConvolution") from None
     if array.ndim == ndim:
         single = as_psf(array, "psf", ndim=ndim, dtype=np.float64)
         _check_fits(single.shape, shape)
@@ -454,8 +499,12 @@ def _blur_model(psf, shape, boundary):
 
 
 def _check_fits(kernel, shape):
-    if any(p > n for p, n in zip(kernel, shape)):
-        raise ValueError(f"psf of shape {tuple(kernel)} is larger than the image of shape {tuple(shape)}")
+    # an even side is padded to the next odd one (the centre is at n // 2), so it needs one more pixel
+    if any(p + 1 - p % 2 > n for p, n in zip(kernel, shape)):
+        raise ValueError(
+            f"psf of shape {tuple(kernel)} is larger than the image of shape {tuple(shape)} "
+            "(an even side counts one more: the PSF is centred at index n // 2)"
+        )
 
 
 def _grid_weights(shape, grid):
@@ -520,7 +569,8 @@ def _build_problem(data, psfs, weights, order, boundary, dtype, workers):
 # ----------------------------------------------------------------- solving
 
 
-def _monitor(problem, iterations, progress, callback):
+def _monitor(problem, iterations, progress, callback, exponent):
+    """Progress bar and callback; the callback sees the estimate in the image's units (times ``2**exponent``)."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -533,7 +583,7 @@ def _monitor(problem, iterations, progress, callback):
         if bar is not None:
             bar.update(1)
         if callback is not None:
-            return callback(iteration, np.array(estimate[problem.crop], copy=True))
+            return callback(iteration, scale_back(np.array(estimate[problem.crop], copy=True), exponent))
         return None
 
     return monitor, bar
@@ -543,7 +593,10 @@ def _solve(problem, method, iterations, lam, background, acceleration, prior, mo
     data = problem.data
     if method in ("rl", "rl-tv"):
         floor = default_floor(data, background)
-        scale = max(float(np.mean(data)) - background, 0.0) or float(np.abs(data).max()) or 1.0
+        # the data are scaled to a peak near 1 (deconvolve); the floor keeps tv_epsilon**2 from underflowing
+        # when the image hardly rises above the background
+        top = max(float(np.abs(data).max()), background) or 1.0
+        scale = max(float(np.mean(data)) - background, 1e-6 * top)
         return richardson_lucy(
             problem,
             iterations,

@@ -15,7 +15,8 @@ def normalize(images):
     runs in training and at inference. Returns ``(normed, lo, scale)`` with
     ``lo`` and ``scale`` of shape (B, 1, 1, 1).
     """
-    pooled = torch.nn.functional.avg_pool2d(images, 3, stride=1).flatten(1)
+    window = min(3, *images.shape[-2:])  # images smaller than 3 x 3 pool what they have
+    pooled = torch.nn.functional.avg_pool2d(images, window, stride=1).flatten(1)
     if pooled.shape[1] > _QUANTILE_SAMPLES:  # torch.quantile's size limit; a regular subsample suffices
         pooled = pooled[:, :: -(-pooled.shape[1] // _QUANTILE_SAMPLES)]
     levels = torch.quantile(pooled, torch.tensor([0.005, 0.995], dtype=pooled.dtype, device=pooled.device), dim=1)
@@ -29,37 +30,50 @@ def pad_field(images, margin):
     h, w = images.shape[-2:]
     extra_h = -(h + 2 * margin) % _MULTIPLE
     extra_w = -(w + 2 * margin) % _MULTIPLE
-    return torch.nn.functional.pad(images, (margin, margin + extra_w, margin, margin + extra_h), mode="reflect")
+    return _pad(images, (margin, margin + extra_w, margin, margin + extra_h), "reflect")
 
 
-def _noise_std(image):
-    """Per-pixel noise std of ``image`` (its units) from the Poisson-Gaussian fit of :func:`psfkit.estimate_noise`."""
+def _pad(images, widths, mode):
+    """``torch.nn.functional.pad`` in ``"reflect"`` or ``"circular"`` mode, for pads wider than the image too.
+
+    torch needs each pad below (reflect) or up to (circular) the image size;
+    wider pads are made in steps, reflecting the reflection as
+    :func:`numpy.pad` does. A single row or column is repeated.
+    """
+    widths = list(widths)
+    edge = 1 if mode == "reflect" else 0  # reflection does not repeat the edge pixel
+    while any(widths):
+        h, w = images.shape[-2:]
+        step = [min(p, n - edge) for p, n in zip(widths, (w, w, h, h))]
+        if not any(step):  # reflecting one pixel: repeat it
+            return torch.nn.functional.pad(images, widths, mode="replicate")
+        images = torch.nn.functional.pad(images, step, mode=mode)
+        widths = [p - s for p, s in zip(widths, step)]
+    return images
+
+
+def _noise_std(image, noise):
+    """Per-pixel noise std of ``image`` (its units) under the Poisson-Gaussian fit ``noise = (alpha, beta)``."""
     import numpy as np
     from scipy.ndimage import uniform_filter
 
-    from psfkit.restoration._regularization import gaussian_noise_variance
-
-    try:
-        from psfkit.forward.acquisition import estimate_noise
-
-        fit = estimate_noise(image)
-        alpha, beta = max(fit.alpha, 0.0), fit.beta
-    except ValueError:  # too small for the Poisson-Gaussian fit
-        alpha, beta = 0.0, gaussian_noise_variance(image)
+    alpha, beta = noise
     level = uniform_filter(image.astype(np.float64), 3, mode="reflect")
     variance = np.maximum(alpha * level + beta, 0.0)
     floor = 1e-3 * max(float(np.mean(variance)), 1e-30)  # a fit that crosses zero at the dark end
     return np.sqrt(np.maximum(variance, floor))
 
 
-def deconvolve_unrolled(image, psfs, weights, order, *, background=0.0, periodic=False, device=None):
+def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, periodic=False, device=None):
     """Restore ``image`` (2-D float array) with the unrolled network.
 
     ``psfs`` (K, h, w) sum-1 PSFs; ``weights`` None (one PSF) or (K, M, N)
     product-convolution weights on the image grid; ``order`` "mask-first" or
-    "mask-last". The image is normalised as in training, reflect-padded by
-    the PSF radius (circularly with ``periodic``), restored on that field and
-    cropped; the result is in the units of ``image``.
+    "mask-last"; ``noise`` the Poisson-Gaussian fit ``(alpha, beta)`` of the
+    image (:func:`psfkit.restoration._regularization.noise_model`), which
+    sets the network's noise map. The image is normalised as in training,
+    reflect-padded by the PSF radius (circularly with ``periodic``), restored
+    on that field and cropped; the result is in the units of ``image``.
     """
     import numpy as np
 
@@ -71,15 +85,14 @@ def deconvolve_unrolled(image, psfs, weights, order, *, background=0.0, periodic
     net = bundled_network("unrolled", str(device))
     m, n = image.shape
     margin = max(psfs.shape[-2:]) // 2
-    noise = _noise_std(image)
+    noise = _noise_std(image, noise)
     with torch.inference_mode():
         y = torch.from_numpy(np.ascontiguousarray(image - background, dtype=np.float32))[None, None].to(device)
         normed, lo, scale = normalize(y)
         noise_map = torch.from_numpy(noise.astype(np.float32))[None, None].to(device) / scale
         if periodic:  # wrap around; only the padding up to a multiple of 4 is added
-            pad = (0, -n % _MULTIPLE, 0, -m % _MULTIPLE)
-            field = torch.nn.functional.pad(normed, pad, mode="circular")
-            noise_field = torch.nn.functional.pad(noise_map, pad, mode="circular")
+            widths = (0, -n % _MULTIPLE, 0, -m % _MULTIPLE)
+            field, noise_field = _pad(normed, widths, "circular"), _pad(noise_map, widths, "circular")
             offset = 0
         else:
             field, noise_field, offset = pad_field(normed, margin), pad_field(noise_map, margin), margin

@@ -134,7 +134,7 @@ def test_basis_is_cached_and_read_only():
         ("45", 8, TypeError),
         ([4], 0, ValueError),
         ([4], -2, ValueError),
-        ([4], 2.5, ValueError),
+        ([4], 2.5, TypeError),
     ],
 )
 def test_basis_rejects_bad_input(indices, size, error):
