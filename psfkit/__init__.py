@@ -23,6 +23,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submodules=["baselines", "data", "io", "learned", "metrics"],
     submod_attrs={
+        "optics.fit": ["PSFFit", "fit_psf"],
         "optics.microscope": ["Optics", "microscope_psf"],
         "optics.psf": ["airy_psf", "cutoff_frequency", "zernike_psf"],
         "optics.zernike": ["noll_to_nm", "zernike_basis"],

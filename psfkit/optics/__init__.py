@@ -9,6 +9,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
+        "fit": ["PSFFit", "fit_psf"],
         "microscope": ["Optics", "microscope_psf"],
         "psf": ["airy_psf", "cutoff_frequency", "zernike_psf"],
         "zernike": ["noll_to_nm", "zernike_basis"],
