@@ -397,7 +397,10 @@ def _check_aberrations(aberrations):
         raise TypeError(f"aberrations must be a mapping {{noll_index: waves}} or None, got {kind}")
     from psfkit.optics.psf import _parse_coefficients
 
-    coef, indices, _ = _parse_coefficients(dict(aberrations), None)
+    try:
+        coef, indices, _ = _parse_coefficients(dict(aberrations), None)
+    except (TypeError, ValueError) as error:  # zernike_psf's messages name its own argument
+        raise type(error)(str(error).replace("coefficients", "aberrations", 1)) from None
     keep = [i for i, j in enumerate(indices) if j != 1 and coef[0, i] != 0]
     return tuple(indices[i] for i in keep), coef[0, keep]
 
