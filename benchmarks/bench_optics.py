@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from _common import machine_info, timeit  # noqa: E402
+from psfkit.metrics import fwhm as fwhm_on_grid  # noqa: E402
 from psfkit.optics import _radial  # noqa: E402
 from psfkit.optics.microscope import Optics, _continuous_fwhm, _pupils, microscope_psf  # noqa: E402
 
@@ -93,15 +94,6 @@ def relative_l2(estimate, reference):
     return float(np.linalg.norm(estimate - reference) / np.linalg.norm(reference))
 
 
-def fwhm_on_grid(line, spacing):
-    """FWHM by linear interpolation through the maximum sample (the note's convention)."""
-    peak = int(np.argmax(line))
-    half = line[peak] / 2
-    right = peak + int(np.argmax(line[peak:] < half))
-    left = peak - int(np.argmax(line[peak::-1] < half))
-    x_right = right - 1 + (line[right - 1] - half) / (line[right - 1] - line[right])
-    x_left = left + 1 - (line[left + 1] - half) / (line[left + 1] - line[left])
-    return float((x_right - x_left) * spacing)
 
 
 def grid_fwhm(psf, optics):

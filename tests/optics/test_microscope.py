@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import j1
 
+from psfkit.metrics import fwhm as fwhm_on_grid
 from psfkit.optics import _radial
 from psfkit.optics.microscope import Optics, _continuous_fwhm, _default_oversampling, microscope_psf
 from psfkit.optics.psf import airy_psf, zernike_psf
@@ -46,15 +47,6 @@ def brute_force_plane(profile, optics, shape, nodes=10):
     return plane / plane.sum()
 
 
-def fwhm_on_grid(line, spacing):
-    """FWHM of a sampled profile by linear interpolation through the maximum sample."""
-    peak = int(np.argmax(line))
-    half = line[peak] / 2
-    right = peak + int(np.argmax(line[peak:] < half))
-    left = peak - int(np.argmax(line[peak::-1] < half))
-    x_right = right - 1 + (line[right - 1] - half) / (line[right - 1] - line[right])
-    x_left = left + 1 - (line[left + 1] - half) / (line[left + 1] - line[left])
-    return (x_right - x_left) * spacing
 
 
 def barycentre(psf):
