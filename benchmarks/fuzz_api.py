@@ -382,7 +382,7 @@ def _specs():
                     rng=int(r.integers(0, 2**31))), tag
 
     spec("simulate_acquisition", psfkit.simulate_acquisition, sim_valid, {
-        "image": lambda r, kw: _bad_array(r, np.ones((8, 8))),
+        "image": lambda r, kw: _bad_array(r, np.ones((8, 8)), ndims=(2, 3)),
         "psf": lambda r, kw: _bad_array(r, np.ones((3, 3)), psf=True, larger=str(kw.get("boundary")) != "constant"),
         "gain": lambda r, kw: _bad_real(r, allow_none=True),
         "read_noise": lambda r, kw: _bad_real(r, strict=False),

@@ -32,9 +32,9 @@ SUITES = {
     ),
     "deblurring": (["bench_deblurring.py", "--baselines"], ["bench_deblurring.py", "--quick"]),
     "speed": (
-        [["bench_zernike.py"], ["bench_convolution.py"], ["bench_deconvolution.py"]],
+        [["bench_zernike.py"], ["bench_convolution.py"], ["bench_deconvolution.py"], ["bench_deconvolution_3d.py"]],
         [["bench_zernike.py", "--batch", "64", "--repeat", "1"], ["bench_convolution.py", "--repeat", "1"],
-         ["bench_deconvolution.py", "--size", "512", "--repeat", "1"]],
+         ["bench_deconvolution.py", "--size", "512", "--repeat", "1"], ["bench_deconvolution_3d.py", "--skip-speed"]],
     ),
     "baselines": (["bench_baselines.py"], ["bench_baselines.py", "--quick"]),
     "deconvolution": (["bench_deconvolution_quality.py"], ["bench_deconvolution_quality.py", "--quick"]),

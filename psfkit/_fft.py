@@ -38,6 +38,10 @@ def _pyfftw_plans(shape, dtype, ndim, thread):
     # ``thread`` is part of the key: a plan owns its buffers, so two threads
     # must never share one.
     del thread
+    return _make_plans(shape, dtype, ndim)
+
+
+def _make_plans(shape, dtype, ndim):
     axes = tuple(range(-ndim, 0))
     real = pyfftw.empty_aligned(shape, dtype=dtype)
     threads = _threads(shape)
@@ -49,11 +53,19 @@ def _pyfftw_plans(shape, dtype, ndim, thread):
     return forward, inverse
 
 
-def rfftn(x, ndim=2):
-    """Real FFT of the last ``ndim`` axes of ``x`` (a new array)."""
+def rfftn(x, ndim=2, *, cache=True):
+    """Real FFT of the last ``ndim`` axes of ``x`` (a new array).
+
+    ``cache=False`` plans the transform for this call only (the same plan, so
+    the same bits): the plan's buffers are not kept for later calls, which
+    matters for one-off transforms of large (3-D) grids.
+    """
     if pyfftw is not None and x.dtype in (np.float32, np.float64):
-        forward, _ = _pyfftw_plans(x.shape, x.dtype.str, ndim, threading.get_ident())
-        return forward(x).copy()
+        if cache:
+            forward, _ = _pyfftw_plans(x.shape, x.dtype.str, ndim, threading.get_ident())
+            return forward(x).copy()
+        forward, _ = _make_plans(x.shape, x.dtype.str, ndim)
+        return forward(x)
     return scipy.fft.rfftn(x, axes=tuple(range(-ndim, 0)), workers=_threads(x.shape))
 
 
@@ -82,6 +94,21 @@ def pad_psf(psf, shape):
     return np.roll(padded, shifts, axis=tuple(range(-ndim, 0)))
 
 
-def psf_to_otf(psf, shape):
-    """Real-FFT transfer function of ``psf`` on a grid of ``shape`` (last axes)."""
-    return rfftn(pad_psf(psf, shape), ndim=len(shape))
+def psf_to_otf(psf, shape, *, cache=True):
+    """Real-FFT transfer function of ``psf`` on a grid of ``shape`` (last axes); ``cache`` as for :func:`rfftn`.
+
+    Without the cache, a single kernel is placed straight into the plan's input buffer (no padded copies):
+    a large 3-D grid then needs one real and one complex grid-sized buffer, and gives the same bits.
+    """
+    shape = tuple(shape)
+    if cache or pyfftw is None or psf.ndim != len(shape) or psf.dtype not in (np.float32, np.float64):
+        return rfftn(pad_psf(psf, shape), ndim=len(shape), cache=cache)
+    forward = pyfftw.builders.rfftn(
+        pyfftw.empty_aligned(shape, dtype=psf.dtype), axes=tuple(range(len(shape))), threads=_threads(shape),
+        planner_effort="FFTW_ESTIMATE",
+    )
+    buffer = forward.input_array
+    buffer.fill(0)
+    # pad_psf's placement: index i of the kernel goes to (i - k // 2) mod n on every axis
+    buffer[np.ix_(*[(np.arange(k) - k // 2) % n for k, n in zip(psf.shape, shape)])] = psf
+    return forward()

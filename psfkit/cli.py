@@ -1,4 +1,4 @@
-"""The ``psfkit`` command line: ``demo``, ``estimate`` and ``deblur``.
+"""The ``psfkit`` command line: ``demo``, ``estimate``, ``deblur`` and ``deconvolve``.
 
 A user error (a bad option, an unreadable input, an output that cannot be
 written, too little memory) is one line on stderr and exit status 2, never a
@@ -160,6 +160,105 @@ def cmd_deblur(args):
     print(f"restored image written to {output}\nPSF written to {psf_path}")
 
 
+# Optics fields the deconvolve command takes from its options (um for lengths), and the option that gives each
+_OPTICS_OPTIONS = {
+    "na": "--na", "wavelength": "--wavelength", "pixel_size": "--pixel-size", "z_step": "--z-step",
+    "immersion_index": "--immersion-index", "sample_index": "--sample-index", "modality": "--modality",
+    "excitation": "--excitation", "pinhole": "--pinhole", "sheet_thickness": "--sheet-thickness",
+}
+# Largest PSF half-width in pixels chosen automatically (the widefield out-of-focus cone is wider still).
+_MAX_PSF_REACH = 32
+
+
+def _optics(args, path, ndim):
+    """Optics from the file's metadata, overridden by the options; a CommandError naming what is missing."""
+    from psfkit.io._images import _TIFF_MAGIC
+    from psfkit.optics.microscope import Optics, _tiff_metadata
+
+    given = {field: getattr(args, field) for field in _OPTICS_OPTIONS if getattr(args, field) is not None}
+    with open(path, "rb") as file:
+        is_tiff = file.read(4) in _TIFF_MAGIC
+    found = {}
+    if is_tiff:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            found = _tiff_metadata(tif)
+    values = {**found, **given}
+    needed = ("na", "wavelength", "pixel_size") + (("z_step",) if ndim == 3 else ())
+    missing = [_OPTICS_OPTIONS[name] for name in needed if values.get(name) is None]
+    if missing:
+        where = "the file's metadata" if is_tiff else "a non-TIFF file's (absent) metadata"
+        raise CommandError(
+            f"missing {', '.join(missing)}: not given and not in {where} ({path}); lengths in um"
+            + ("; --z-step is the stack's axial step" if "--z-step" in missing else "")
+        )
+    if is_tiff:
+        return Optics.from_tiff(path, **given)
+    return Optics(**values)
+
+
+def _psf_shape(optics, image_shape):
+    """Odd PSF sides: the whole stack depth, laterally the out-of-focus cone of that depth (capped), within the image."""
+    def odd_within(reach, n):
+        side = 2 * int(reach) + 1
+        return max(1, min(side, n if n % 2 else n - 1))
+
+    # lateral reach: 4 Airy radii in focus, the edge of the light cone at the deepest plane of the PSF
+    airy = 0.61 * optics.wavelength / optics.na / optics.pixel_size
+    lateral = 4 * airy
+    shape = []
+    if len(image_shape) == 3:
+        nz = odd_within(image_shape[0] // 2, image_shape[0])
+        sin = optics.na / optics.immersion_index
+        cone = (nz // 2) * optics.z_step * sin / math.sqrt(1 - sin * sin) / optics.pixel_size
+        lateral = max(lateral, cone)
+        shape.append(nz)
+    reach = min(math.ceil(lateral), _MAX_PSF_REACH)
+    shape += [odd_within(reach, n) for n in image_shape[-2:]]
+    return tuple(shape)
+
+
+def cmd_deconvolve(args):
+    image = read_image(args.image)
+    output = Path(args.output)
+    psf_path = output.with_name(output.stem + "_psf.tif")
+    _check_outputs([output], args.force, stacked=image.ndim == 3)
+    _check_outputs([psf_path], args.force, stacked=image.ndim == 3)
+    optics = _optics(args, args.image, image.ndim)
+    from psfkit.optics.microscope import microscope_psf
+    from psfkit.restoration.deconvolution import deconvolve
+
+    shape = _psf_shape(optics, image.shape) if args.psf_shape is None else args.psf_shape
+    if len(shape) != image.ndim:
+        raise CommandError(f"--psf-shape has {len(shape)} sides for a {image.ndim}-D image of shape {image.shape}")
+    start = time.perf_counter()
+    psf = microscope_psf(optics, shape, model=args.model)
+    spacing = None
+    if image.ndim == 3:
+        spacing = (optics.z_step, optics.pixel_size, optics.pixel_size)
+    restored = deconvolve(
+        image, psf, method=args.method, iterations=args.iterations, background=args.background,
+        dtype=np.float32, progress=sys.stderr.isatty(), spacing=spacing,
+    )
+    elapsed = time.perf_counter() - start
+    write_images({output: _as_written([restored]), psf_path: _as_written([psf])}, overwrite=args.force, parents=True)
+    print(
+        f"deconvolved {'x'.join(map(str, image.shape))} with a {args.model} {optics.modality} PSF "
+        f"{'x'.join(map(str, shape))} in {elapsed:.1f} s\nrestored image written to {output}\nPSF written to {psf_path}"
+    )
+
+
+def _shape(text):
+    try:
+        sides = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) not in (2, 3) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"must be 2 or 3 positive integers like 31x33x33 (z, y, x), got {text!r}")
+    return sides
+
+
 def cmd_demo(args):
     out = Path(args.output)
     paths = {name: out / name for name in ("input.tif", "restored.tif", "psf.tif", "figure.png")}
@@ -221,6 +320,32 @@ def parser():
             c.add_argument("--method", default="auto", choices=_METHODS, metavar="METHOD", help="auto (the unrolled network; rl-tv when --iterations is given), unrolled, rl-tv, rl, fista or wiener")
             c.add_argument("--iterations", type=_positive(int), default=None)
         c.set_defaults(run=cmd_estimate if name == "estimate" else cmd_deblur, subparser=c)
+
+    from psfkit.optics.microscope import MODALITIES, MODELS
+
+    d = sub.add_parser("deconvolve", help="deconvolve a 2-D image or a 3-D stack with the PSF of known optics")
+    d.add_argument("image", help="input TIFF (a multi-page TIFF is one (z, y, x) stack) or PNG")
+    d.add_argument("-o", "--output", required=True, help="output .tif (the PSF goes to <name>_psf.tif)")
+    d.add_argument("--na", type=_positive(float), help="numerical aperture (default: the file's metadata)")
+    d.add_argument("--wavelength", type=_positive(float), help="emission wavelength in um (default: metadata)")
+    d.add_argument("--pixel-size", type=_positive(float), help="pixel size in the sample in um (default: metadata)")
+    d.add_argument("--z-step", type=_positive(float), help="axial step of a stack in um (default: metadata)")
+    d.add_argument("--modality", choices=MODALITIES, help="imaging mode (default: widefield)")
+    d.add_argument("--model", choices=MODELS, default="scalar",
+                   help="PSF model: scalar (non-paraxial, default), born-wolf (paraxial, as deconwolf) or vectorial")
+    d.add_argument("--immersion-index", type=_positive(float), help="immersion refractive index (default 1.515)")
+    d.add_argument("--sample-index", type=_positive(float), help="sample refractive index (default: immersion)")
+    d.add_argument("--excitation", type=_positive(float), help="excitation wavelength in um (confocal, airyscan)")
+    d.add_argument("--pinhole", type=float, help="pinhole diameter in Airy units (confocal, airyscan)")
+    d.add_argument("--sheet-thickness", type=_positive(float), help="light-sheet FWHM in um (lightsheet)")
+    d.add_argument("--psf-shape", type=_shape, help="PSF sides, e.g. 39x65x65 (default: from the optics)")
+    d.add_argument("--method", default="rl-tv", choices=("rl-tv", "rl", "fista", "wiener"),
+                   help="rl-tv (default), rl, fista or wiener (see psfkit.deconvolve)")
+    d.add_argument("--iterations", type=_positive(int), default=None,
+                   help="iterations (default: psfkit.deconvolve's, 50 for rl-tv)")
+    d.add_argument("--background", type=float, default=0.0, help="known constant background (camera offset)")
+    d.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    d.set_defaults(run=cmd_deconvolve, subparser=d)
     return p
 
 

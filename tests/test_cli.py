@@ -258,3 +258,99 @@ def test_warnings_are_one_readable_line(image_file, tmp_path, monkeypatch, capsy
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines and all(line.startswith("psfkit: warning: estimate_psf: the refinement rejected its fit") for line in lines)
     assert warnings.showwarning is original
+
+
+# ------------------------------------------------------------ deconvolve (known optics)
+
+
+@pytest.fixture
+def stacks(tmp_path):
+    """Tiny synthetic files: an ImageJ stack with its voxel size, a stack and an image without metadata."""
+    rng = np.random.default_rng(4)
+    stack = rng.poisson(20.0, (8, 32, 32)).astype(np.uint16)
+    stack[4, 16, 16] = 2000
+    tifffile.imwrite(tmp_path / "imagej.tif", stack, imagej=True, resolution=(1 / 0.1, 1 / 0.1),
+                     metadata={"unit": "um", "spacing": 0.3, "axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "bare.tif", stack, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "plane.tif", stack[4])
+    return tmp_path
+
+
+def test_deconvolve_a_stack_with_the_optics_of_its_metadata(stacks, capsys):
+    import psfkit
+    from psfkit.cli import main
+
+    out = stacks / "out" / "restored.tif"
+    args = ["deconvolve", str(stacks / "imagej.tif"), "-o", str(out), "--na", "1.2", "--wavelength", "0.5",
+            "--iterations", "3"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "restored_psf.tif" in printed
+    restored, psf = tifffile.imread(out), tifffile.imread(out.parent / "restored_psf.tif")
+    assert restored.shape == (8, 32, 32) and restored.dtype == np.float32 and restored.min() >= 0
+    assert psf.ndim == 3 and psf.sum() == pytest.approx(1, rel=1e-5)
+    # the PSF is the nominal one of the file's voxel size (0.1 um pixels, 0.3 um steps) and the options
+    optics = psfkit.Optics(na=1.2, wavelength=0.5, pixel_size=0.1, z_step=0.3)
+    np.testing.assert_allclose(psf, psfkit.microscope_psf(optics, psf.shape), rtol=1e-5, atol=1e-7)
+    # command-line values override the metadata; born-wolf and another method run too
+    args = [*args[:-2], "--pixel-size", "0.2", "--z-step", "0.5", "--model", "born-wolf", "--method", "rl",
+            "--iterations", "2", "--psf-shape", "7x9x9", "--force"]
+    assert main(args) == 0
+    psf = tifffile.imread(out.parent / "restored_psf.tif")
+    optics = psfkit.Optics(na=1.2, wavelength=0.5, pixel_size=0.2, z_step=0.5)
+    np.testing.assert_allclose(psf, psfkit.microscope_psf(optics, (7, 9, 9), model="born-wolf"), rtol=1e-5, atol=1e-7)
+
+
+def test_deconvolve_a_2d_image_from_a_subprocess(stacks):
+    out = stacks / "plane_restored.tif"
+    result = run("deconvolve", str(stacks / "plane.tif"), "-o", str(out), "--na", "1.0", "--wavelength", "0.5",
+                 "--pixel-size", "0.1", "--iterations", "3", cwd=stacks)
+    assert result.returncode == 0, result.stderr
+    assert tifffile.imread(out).shape == (32, 32)
+    assert tifffile.imread(stacks / "plane_restored_psf.tif").ndim == 2
+
+
+@pytest.mark.parametrize(
+    "file, extra, message",
+    [
+        ("imagej.tif", ["--wavelength", "0.5"], "missing --na"),
+        ("bare.tif", ["--na", "1.2", "--wavelength", "0.5", "--pixel-size", "0.1"], "missing --z-step"),
+        ("plane.tif", ["--na", "1.2"], "missing --wavelength, --pixel-size"),
+        ("imagej.tif", ["--na", "1.6", "--wavelength", "0.5"], "na must be smaller than immersion_index"),
+        ("imagej.tif", ["--na", "1.2", "--wavelength", "0.5", "--psf-shape", "9x9"], "--psf-shape"),
+        ("imagej.tif", ["--na", "1.2", "--wavelength", "0.5", "--psf-shape", "9x0x9"], "--psf-shape"),
+        ("imagej.tif", ["--na", "1.2", "--wavelength", "0.5", "--model", "gaussian"], "--model"),
+        ("imagej.tif", ["--na", "1.2", "--wavelength", "0.5", "--method", "unrolled"], "--method"),
+        ("imagej.tif", ["--na", "1.2", "--wavelength", "0.5", "--modality", "confocal"], "excitation"),
+        ("imagej.tif", ["--na", "0", "--wavelength", "0.5"], "--na"),
+        ("missing.tif", ["--na", "1.2"], "not found"),
+    ],
+)
+def test_deconvolve_errors_are_one_line(stacks, capsys, file, extra, message):
+    from psfkit.cli import main
+
+    try:
+        status = main(["deconvolve", str(stacks / file), "-o", str(stacks / "out.tif"), *extra])
+    except SystemExit as exit:  # argparse's usage errors
+        status = exit.code
+    assert status == 2
+    assert_one_line_error(capsys.readouterr().err, "deconvolve", message)
+    assert not (stacks / "out.tif").exists() and not (stacks / "out_psf.tif").exists()
+
+
+def test_deconvolve_writes_both_outputs_or_neither(stacks, monkeypatch, capsys):
+    from psfkit.cli import main
+
+    out = stacks / "res" / "restored.tif"
+    out.parent.mkdir()
+    (out.parent / "restored_psf.tif").mkdir()  # the PSF output cannot be written
+    args = ["deconvolve", str(stacks / "imagej.tif"), "-o", str(out), "--na", "1.2", "--wavelength", "0.5",
+            "--iterations", "2"]
+    assert main([*args, "--force"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "deconvolve", "is a directory")
+    (out.parent / "restored_psf.tif").rmdir()
+    fail_on_call(monkeypatch, tifffile, "imwrite", 2, OSError(28, "No space left on device"))
+    assert main(args) == 2
+    assert_one_line_error(capsys.readouterr().err, "deconvolve", "no space left on device")
+    assert list(out.parent.iterdir()) == []
+    monkeypatch.undo()

@@ -67,12 +67,15 @@ def simulate_acquisition(
 
     Parameters
     ----------
-    image : (M, N) array_like
+    image : (M, N) or (P, M, N) array_like
         The specimen :math:`x` (fluorophore density), in arbitrary intensity
-        units. Must be non-negative when shot noise is simulated. Not modified.
-    psf : (m, n) array_like
-        Point-spread function, centre at index ``(m // 2, n // 2)``;
-        normalised to sum 1 internally. Must fit in the image.
+        units: an image or a (Z, Y, X) stack. Must be non-negative when shot
+        noise is simulated. Not modified.
+    psf : (m, n) or (p, m, n) array_like
+        Point-spread function with as many dimensions as ``image`` (a 3-D
+        PSF such as :func:`psfkit.microscope_psf` for a stack), centre at
+        index ``s // 2`` on every axis; normalised to sum 1 internally. Must
+        fit in the image. The noise is independent from voxel to voxel.
     gain : float, optional
         Photon gain :math:`\gamma > 0`: detected photons per unit of image
         intensity. The shot noise is :math:`\mathcal{P}(\gamma z)/\gamma`, so
@@ -125,7 +128,7 @@ def simulate_acquisition(
     Returns
     -------
     measurement : ndarray
-        ``(M, N)`` (or the ``"valid"`` shape). Floating type of ``image``
+        ``image``'s shape (or the ``"valid"`` shape, ``M - m + 1`` per axis). Floating type of ``image``
         (float32 stays float32, float16 becomes float32, integers become
         float64) for ``output="intensity"``, unsigned integers for ``"counts"``.
 
@@ -173,6 +176,14 @@ def simulate_acquisition(
     (dtype('uint16'), 4095)
     >>> simulate_acquisition(x, psf, boundary="valid").shape
     (60, 60)
+
+    A (Z, Y, X) stack with a 3-D PSF:
+
+    >>> stack = np.zeros((8, 32, 32), np.float32)
+    >>> stack[4, 16, 16] = 1000.0
+    >>> y3 = simulate_acquisition(stack, np.ones((3, 5, 5)), gain=1.0, rng=0)
+    >>> y3.shape, y3.dtype
+    ((8, 32, 32), dtype('float32'))
     """
     gain = check_positive(gain, "gain", allow_none=True)
     read_noise = check_positive(read_noise, "read_noise", strict=False)
@@ -192,9 +203,9 @@ def simulate_acquisition(
         raise ValueError('output="counts" requires bits (the number of ADC bits)')
     rng = check_rng(rng)
 
-    image = as_float_array(image, "image", ndim=2, nonnegative=gain is not None)
+    image = as_float_array(image, "image", ndim=(2, 3), nonnegative=gain is not None)
     out_dtype = float_dtype(image.dtype)
-    psf = as_psf(psf, "psf", ndim=2, dtype=out_dtype)  # normalised in float64: a 1e-300 PSF is fine in float32
+    psf = as_psf(psf, "psf", ndim=image.ndim, dtype=out_dtype)  # normalised in float64: a 1e-300 PSF is fine in float32
     if boundary != "constant" and any(p > n for p, n in zip(psf.shape, image.shape)):
         raise ValueError(f"psf of shape {psf.shape} is larger than image of shape {image.shape}")
 

@@ -22,8 +22,9 @@ PROX_ITERATIONS = 10
 
 
 class _Prior:
-    def __init__(self, kind, shape, dtype):
+    def __init__(self, kind, shape, dtype, weights=None):
         self.kind = kind
+        self.weights = weights
         if kind == "tv":
             self.dual = np.zeros(dual_shape(shape), dtype=dtype)
             self.scratch = np.zeros_like(self.dual)
@@ -34,23 +35,24 @@ class _Prior:
 
     def value(self, x):
         if self.kind == "tv":
-            return tv_norm(x)
+            return tv_norm(x, self.weights)
         c = _haar.haar_forward(x, self.levels)
         return float(np.abs(c[self.mask]).sum())
 
     def prox(self, v, mu, out):
         if self.kind == "tv":
-            return tv_prox(v, mu, self.dual, iterations=PROX_ITERATIONS, out=out, scratch=self.scratch)
+            return tv_prox(v, mu, self.dual, iterations=PROX_ITERATIONS, out=out, scratch=self.scratch,
+                           weights=self.weights)
         return _haar.haar_prox(v, mu, self.dual, self.mask, self.levels, iterations=PROX_ITERATIONS, out=out)
 
 
-def fista(problem, iterations, lam, *, background=0.0, prior="tv", start=None, monitor=None):
+def fista(problem, iterations, lam, *, background=0.0, prior="tv", start=None, monitor=None, tv_weights=None):
     """Run MFISTA and return the estimate on the unknown's grid."""
     data = problem.data - problem.dtype.type(background)
     obs = problem.observed
     lipschitz = problem.lipschitz()
     mu = lam / lipschitz
-    regulariser = _Prior(prior, problem.shape, problem.dtype)
+    regulariser = _Prior(prior, problem.shape, problem.dtype, tv_weights)
     grid = problem.new_grid()
     residual = problem.new_grid(0.0)
 

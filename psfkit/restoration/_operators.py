@@ -140,16 +140,26 @@ class RealFFT:
         self.size = math.prod(self.shape)
         self.axes = tuple(range(len(self.shape)))
         self.threads = threads(workers) if self.size >= _THREADED_SIZE else 1
-        self.real = empty(self.shape, self.dtype)  # scratch input (non-conforming inputs are copied here)
+        self._real = None
         if pyfftw is not None:
+            # planning arrays: the plans let go of them at their first call (update_arrays), so a solver whose
+            # inputs conform never holds a scratch buffer (one grid-sized array less)
+            real = empty(self.shape, self.dtype)
             spectrum = empty(self.spectrum_shape, self.cdtype)
-            self.real.fill(0)
+            real.fill(0)
             kwargs = dict(threads=self.threads)
-            self._forward = pyfftw.FFTW(self.real, spectrum, axes=self.axes, flags=(_PLANNER,), **kwargs)
+            self._forward = pyfftw.FFTW(real, spectrum, axes=self.axes, flags=(_PLANNER,), **kwargs)
             self._inverse = pyfftw.FFTW(
-                spectrum, self.real, axes=self.axes, direction="FFTW_BACKWARD",
+                spectrum, real, axes=self.axes, direction="FFTW_BACKWARD",
                 flags=(_PLANNER, "FFTW_DESTROY_INPUT"), **kwargs,
             )
+
+    @property
+    def real(self):
+        """Scratch real array of the transform's shape (non-conforming inputs are copied here), made on first use."""
+        if self._real is None:
+            self._real = empty(self.shape, self.dtype)
+        return self._real
 
     def _conforms(self, array, dtype, shape):
         return (
@@ -187,7 +197,8 @@ class RealFFT:
 
 def transfer_function(psf, shape, dtype):
     """OTF of ``psf`` on ``shape`` with the inverse FFT's 1/N folded in."""
-    otf = _fft.psf_to_otf(np.asarray(psf, dtype=np.float64), tuple(shape))
+    # a large grid's float64 plan is not cached: its buffers would stay in memory after the solve
+    otf = _fft.psf_to_otf(np.asarray(psf, dtype=np.float64), tuple(shape), cache=math.prod(shape) < _THREADED_SIZE)
     otf /= math.prod(shape)
     out = empty(otf.shape, complex_dtype(dtype))
     out[...] = otf
@@ -514,7 +525,7 @@ class Problem:
         else:
             self.shape = tuple(s.stop - s.start for s in unknown)
             self._embedded = zeros(op.shape, op.dtype)
-        self._adjoint_out = empty(op.shape, op.dtype)
+        self._adjoint_out = None  # made on first use: RL passes its own buffer
 
     def new(self, fill=None):
         """A work array of the unknown's shape."""
@@ -541,7 +552,10 @@ class Problem:
 
         Returns a view into ``out`` (a grid array; an internal buffer if None).
         """
-        out = self._adjoint_out if out is None else out
+        if out is None:
+            if self._adjoint_out is None:
+                self._adjoint_out = empty(self.op.shape, self.op.dtype)
+            out = self._adjoint_out
         self.op.adjoint(residual, out)
         return out if self.unknown is None else out[self.unknown]
 

@@ -63,7 +63,7 @@ def bertero_weights(problem):
     r"""Return :math:`1 / (A^T M 1)` where it exceeds the threshold, 0 elsewhere; None when it is all 1."""
     mask = problem.new_grid(0.0)
     mask[problem.observed] = 1
-    columns = np.array(problem.adjoint(mask), copy=True)
+    columns = np.array(problem.adjoint(mask, problem.new_grid()), copy=True)  # temporaries, freed on return
     if np.all(np.abs(columns - 1) < 1e-5):
         return None
     weights = np.zeros_like(columns)
@@ -73,7 +73,7 @@ def bertero_weights(problem):
 
 
 def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1.0, acceleration="shb",
-                    floor=0.0, tiny=0.0, start=None, monitor=None):
+                    floor=0.0, tiny=0.0, start=None, monitor=None, tv_weights=None):
     r"""Run (accelerated) RL or RL–TV and return the estimate on the unknown's grid.
 
     Parameters
@@ -97,6 +97,9 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
     monitor : callable, optional
         ``monitor(iteration, x)`` called after each iteration; returning
         False stops.
+    tv_weights : ndarray, optional
+        Per-axis weights of the TV differences (anisotropic voxels, see
+        :func:`psfkit.restoration._tv.axis_weights`); None: all 1.
     """
     data = problem.data
     dtype = problem.dtype
@@ -110,7 +113,7 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
         x[weight == 0] = 0
     previous = problem.new()
     previous[...] = x
-    point = problem.new()
+    point = problem.new() if acceleration is not None else None
     model = problem.new_grid()
     ratio = problem.new_grid(0.0)
     denominator = problem.new() if tv else None
@@ -129,11 +132,11 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
             at = x
         problem.forward(at, model)
         _ratio(data, model[problem.observed], dtype.type(background), dtype.type(tiny), ratio[problem.observed])
-        correction = problem.adjoint(ratio)
+        correction = problem.adjoint(ratio, model)  # A x is no longer needed: its buffer takes A^T ratio
         if not correction.flags.c_contiguous:
             correction = np.ascontiguousarray(correction)
         if tv:
-            rl_tv_denominator(at, tv, tv_epsilon, denominator)
+            rl_tv_denominator(at, tv, tv_epsilon, denominator, tv_weights)
         # x_{k-1} is no longer needed: its buffer receives x_{k+1}
         new = previous
         _update(

@@ -269,7 +269,9 @@ def test_bad_arrays():
     bad_psf[0, 0] = np.inf
     with pytest.raises(ValueError, match="psf.*NaN or infinite"):
         simulate_acquisition(good, bad_psf)
-    with pytest.raises(ValueError, match="image must be 2-D"):
+    with pytest.raises(ValueError, match="image must be 2-D or 3-D"):
+        simulate_acquisition(np.ones((2, 4, 16, 16)), PSF)
+    with pytest.raises(ValueError, match="psf must be 3-D"):
         simulate_acquisition(np.ones((4, 16, 16)), PSF)
     with pytest.raises(ValueError, match="psf must be 2-D"):
         simulate_acquisition(good, np.ones(5))
@@ -383,3 +385,44 @@ def test_estimate_noise_does_not_modify_and_validates():
         estimate_noise(y, bins=2)
     with pytest.raises(TypeError, match="bins"):
         estimate_noise(y, bins=8.5)
+
+
+def test_stack_3d_shape_dtype_and_blur():
+    """(Z, Y, X) specimens with a 3-D PSF: same blur as convolve, shape/dtype kept, input untouched."""
+    rng = np.random.default_rng(0)
+    stack = rng.random((8, 32, 32)).astype(np.float32)
+    before = stack.copy()
+    psf = np.ones((3, 5, 5))
+    y = simulate_acquisition(stack, psf)
+    assert y.shape == stack.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, convolve(stack, psf), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(stack, before)
+    assert simulate_acquisition(stack, psf, boundary="valid").shape == (6, 28, 28)
+    counts = simulate_acquisition(100 * stack, psf, gain=1.0, bits=12, output="counts", rng=1)
+    assert counts.shape == stack.shape and counts.dtype == np.uint16 and int(counts.max()) == 4095
+    assert simulate_acquisition(stack.astype(np.float64), psf).dtype == np.float64
+
+
+@pytest.mark.parametrize("noise_model", ["poisson-gaussian", "approximate"])
+def test_stack_3d_noise_statistics(noise_model):
+    """Mean z + b and variance z / gain + sigma**2 per voxel, independent along z."""
+    level, gain, sigma, offset = 50.0, 2.0, 1.5, 10.0
+    stack = np.full((8, 32, 32), level)
+    psf = np.ones((3, 3, 3))
+    ys = np.stack([
+        simulate_acquisition(stack, psf, gain=gain, read_noise=sigma, background=offset,
+                             noise_model=noise_model, rng=seed)
+        for seed in range(4)
+    ])
+    assert ys.shape == (4, 8, 32, 32)
+    n = ys.size
+    expected_var = level / gain + sigma**2
+    assert abs(ys.mean() - (level + offset)) < 5 * np.sqrt(expected_var / n)
+    assert abs(ys.var() / expected_var - 1) < 5 * np.sqrt(2 / n)
+    # Independent voxels: no correlation between neighbouring planes.
+    r = ys - ys.mean()
+    corr = (r[:, 1:] * r[:, :-1]).mean() / r.var()
+    assert abs(corr) < 5 / np.sqrt(n)
+    # Each plane has the same statistics (no z-dependent noise).
+    plane_means = ys.mean(axis=(0, 2, 3))
+    assert np.all(np.abs(plane_means - (level + offset)) < 5 * np.sqrt(expected_var * 8 / n))

@@ -53,6 +53,18 @@ def test_windowed_operator_wraps_around_small_grids():
     np.testing.assert_allclose(a.adjoint(x, out_a), b.adjoint(x, out_b), atol=1e-12)
 
 
+def assert_masked_adjoint(problem, grid, observed, shape, dtype, seed):
+    """<M A x, r> = <x, A^T M r> for random x on the grid and r on the observed region."""
+    rng = np.random.default_rng(seed)
+    x = rng.random(grid).astype(dtype)
+    r = problem.new_grid(0.0)
+    r[observed] = rng.random(shape)
+    ax = problem.forward(x, problem.new_grid())
+    atr = problem.adjoint(r)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.vdot(ax[observed], r[observed]) == pytest.approx(np.vdot(x, atr), rel=tolerance)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_problem_on_the_extended_field_is_adjoint(dtype):
     # <M A x, r> = <x, A^T M r> for the masked operator deconvolve builds.
@@ -63,14 +75,7 @@ def test_problem_on_the_extended_field_is_adjoint(dtype):
     op = _operators.ProductConvolution(random_psfs(16, (9, 9)), weights, grid, dtype)
     observed = (slice(reach, reach + shape[0]), slice(reach, reach + shape[1]))
     problem = _operators.Problem(op, np.ones(shape, dtype), observed, None, observed)
-    rng = np.random.default_rng(2)
-    x = rng.random(grid).astype(dtype)
-    r = problem.new_grid(0.0)
-    r[observed] = rng.random(shape)
-    ax = problem.forward(x, problem.new_grid())
-    atr = problem.adjoint(r)
-    tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    assert np.vdot(ax[observed], r[observed]) == pytest.approx(np.vdot(x, atr), rel=tolerance)
+    assert_masked_adjoint(problem, grid, observed, shape, dtype, seed=2)
     # Schur's bound is an upper bound of ||MA||^2
     assert problem.lipschitz() >= problem._power_iteration() / 1.05 * (1 - 1e-6)
 
@@ -197,3 +202,84 @@ def test_small_images_get_a_gaussian_noise_estimate():
     slope, offset = noise_model(noisy)
     assert slope == 0
     assert offset == pytest.approx(0.25, rel=0.35)
+
+
+# ------------------------------------------------------- 3-D operators
+
+
+def gaussian_psf_3d(shape=(7, 5, 5), sigmas=(1.5, 1.0, 1.0)):
+    axes = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    psf = np.exp(-sum(a**2 / (2 * s**2) for a, s in zip(axes, sigmas)))
+    return psf / psf.sum()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_problem_3d_on_the_extended_field_is_adjoint(dtype):
+    # <M A x, r> = <x, A^T M r> on a (Z, Y, X) extended field, reach on all three axes.
+    shape, psf = (8, 20, 18), gaussian_psf_3d()
+    reach = tuple(n // 2 for n in psf.shape)
+    grid = _operators.fft_shape(tuple(n + 2 * r for n, r in zip(shape, reach)))
+    op = _operators.Convolution(psf, grid, dtype)
+    observed = tuple(slice(r, r + n) for n, r in zip(shape, reach))
+    problem = _operators.Problem(op, np.ones(shape, dtype), observed, None, observed)
+    assert_masked_adjoint(problem, grid, observed, shape, dtype, seed=4)
+    # the Bertero-Boccacci columns A^T M 1: 1 deep inside, below 1 within the PSF's reach of every face
+    ones = problem.new_grid(0.0)
+    ones[observed] = 1
+    columns = np.array(problem.adjoint(ones))
+    centre = tuple(s.start + (s.stop - s.start) // 2 for s in observed)
+    assert columns[centre] == pytest.approx(1, abs=1e-5)
+    for axis in range(3):
+        face = list(centre)
+        face[axis] = observed[axis].start - 1  # just outside the top face: sees part of the PSF
+        assert 0 < columns[tuple(face)] < 1
+
+
+def test_convolution_3d_conserves_flux_and_is_circular():
+    shape, psf = (8, 10, 12), gaussian_psf_3d()
+    op = _operators.Convolution(psf, shape, np.float64)
+    x = np.random.default_rng(5).random(shape)
+    ax = op.forward(x, _operators.empty(shape, np.float64))
+    assert ax.sum() == pytest.approx(x.sum(), rel=1e-12)
+    aty = op.adjoint(x, _operators.empty(shape, np.float64))
+    assert aty.sum() == pytest.approx(x.sum(), rel=1e-12)
+    delta = np.zeros(shape)
+    delta[0, 0, 0] = 1  # wraps around on all three axes
+    out = op.forward(delta, _operators.empty(shape, np.float64))
+    assert out[-3, -2, -2] == pytest.approx(psf[0, 0, 0], abs=1e-14)
+
+
+def weighted_gradient(x, w):
+    return numpy_gradient(x) * np.asarray(w).reshape((-1,) + (1,) * x.ndim)
+
+
+def weighted_divergence(p, w):
+    return numpy_divergence(p * np.asarray(w).reshape((-1,) + (1,) * (p.ndim - 1)))
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (5, 6, 7)])
+def test_weighted_tv_terms_match_formulas(shape):
+    """Anisotropic voxels: weighted differences, their adjoint divergence, the TV norm and RL-TV's bound."""
+    rng = np.random.default_rng(6)
+    spacing = (0.3, 0.13, 0.1)[-len(shape):]
+    w = _tv.axis_weights(spacing, len(shape))
+    assert w.max() == 1 and w.min() > 0
+    np.testing.assert_array_equal(_tv.axis_weights(None, len(shape)), np.ones(len(shape)))
+    x = rng.random(shape) * 100
+    lam, eps = 0.1, 0.1
+    g = weighted_gradient(x, w)
+    norm = np.sqrt((g**2).sum(axis=0) + eps**2)
+    expected = 1 - lam * weighted_divergence(g / norm, w)
+    np.testing.assert_allclose(_tv.rl_tv_denominator(x, lam, eps, np.empty(shape), w), expected, atol=1e-12)
+    # weights 1 are the unweighted operators, bit for bit
+    np.testing.assert_array_equal(_tv.rl_tv_denominator(x, lam, eps, np.empty(shape), np.ones(len(shape))),
+                                  _tv.rl_tv_denominator(x, lam, eps, np.empty(shape)))
+    p = rng.random((len(shape),) + shape)
+    for a in range(len(shape)):
+        np.moveaxis(p[a], a, 0)[-1] = 0
+    div = _tv.fgp_primal(np.zeros(shape), p, 1.0, -np.inf, np.empty(shape), w)
+    assert np.vdot(weighted_gradient(x, w), p) == pytest.approx(-np.vdot(x, div), rel=1e-12)
+    assert _tv.tv_norm(x, w) == pytest.approx(np.sqrt((g**2).sum(axis=0)).sum())
+    board = np.indices(shape).sum(axis=0) % 2 * 1e3
+    bound = 1 / (2 * len(shape))
+    assert _tv.rl_tv_denominator(board, 0.999 * bound, 1e-9, np.empty(shape), w).min() > 0

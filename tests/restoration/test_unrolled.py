@@ -121,7 +121,7 @@ def test_unrolled_with_a_psf_grid(acquisition):
 def test_unrolled_rejects_what_it_cannot_honour(acquisition):
     _, h, y = acquisition
     with pytest.raises(ValueError, match="2-D images"):
-        psfkit.deconvolve(np.stack([y, y]), np.stack([h, h]), method="unrolled")
+        psfkit.deconvolve(np.stack([y, y]), h[None], method="unrolled")  # a (2, M, N) stack, a (1, m, n) PSF
     with pytest.raises(ValueError, match="fixed by training"):
         psfkit.deconvolve(y, h, method="unrolled", iterations=3)
     with pytest.raises(ValueError, match="fixed by training"):
