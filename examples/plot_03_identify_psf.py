@@ -17,7 +17,7 @@ returned PSF is ``psfkit.zernike_psf(coefficients, cutoff=fc)``.
    ``refine=True`` adds a test-time fit of the coefficients to the image: a
    maximum-likelihood fit of its power spectrum (noise-aware, with many
    starting points), seeded on clean images by a gradient-sparsity fit; it
-   costs 3-7 s. On the held-out benchmark (coefficients up to 0.15 waves, fc
+   costs 4-8 s. On the held-out benchmark (coefficients up to 0.15 waves, fc
    known) it lifts the mean PSF SNR from 3.7 to 19.1 dB without noise, from
    3.3 to 10.6 dB at moderate noise and from 2.8 to 5.0 dB at strong noise;
    with fc unknown, where it fits fc too, to 18.6 / 8.2 / 3.9 dB. On mildly

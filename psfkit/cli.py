@@ -311,7 +311,7 @@ def parser():
         c.add_argument("--grid", type=_grid, help="space-varying PSF map, e.g. 4x4")
         c.add_argument("--size", type=_positive(int), default=33, help="PSF window side (default 33)")
         c.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
-                       help="fit the network's estimate to the image (about 3-7 s on 2 CPU cores; "
+                       help="fit the network's estimate to the image (about 4-8 s on 2 CPU cores; "
                             "default: on for a global PSF that the network finds strongly aberrated, "
                             "largest coefficient above 0.065 waves; off with --grid)")
         c.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")

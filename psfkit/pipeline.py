@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from psfkit._validation import as_float_array, check_choice
+from psfkit._validation import as_float_array, check_bool, check_choice
 
 _METHODS = ("auto", "unrolled", "rl-tv", "rl", "fista", "wiener")
 
@@ -16,6 +16,24 @@ def camera_background(image):
     from scipy.ndimage import median_filter
 
     return float(np.percentile(median_filter(image, size=3, mode="reflect"), 0.5))
+
+
+class _NoiseFit:
+    """The Poisson-Gaussian noise fit ``(a, b)`` of ``image``, measured on first call and kept.
+
+    The refinement needs it (its relative noise decides the sparsity start);
+    measured here, it can be shared with later steps without a second fit.
+    """
+
+    def __init__(self, image):
+        self.image, self.fit = image, None
+
+    def __call__(self):
+        if self.fit is None:
+            from psfkit.restoration._regularization import noise_model
+
+            self.fit = noise_model(self.image)
+        return self.fit
 
 
 def deblur(
@@ -60,8 +78,8 @@ def deblur(
     size : int, optional
         Side of the estimated PSF window.
     refine : bool or None, optional
-        Fit the network's PSF estimate to the image (about 3-7 s on 2 CPU
-        cores); ``None`` (default) follows :func:`psfkit.estimate_psf`:
+        Fit the network's PSF estimate to the image (about 4-8 s, on one
+        CPU thread); ``None`` (default) follows :func:`psfkit.estimate_psf`:
         a global estimate is refined when the network finds it strongly
         aberrated, a ``grid`` map is not.
     device : str, optional
@@ -89,25 +107,52 @@ def deblur(
     >>> restored.shape, psf.shape
     ((128, 128), (33, 33))
     """
-    from psfkit.restoration.deconvolution import automatic_settings, deconvolve
-    from psfkit.identification.estimate import estimate_psf
+    from psfkit.restoration.deconvolution import (
+        _check_iterations,
+        _check_regularization,
+        automatic_settings,
+        _deconvolve,
+    )
+    from psfkit.identification.estimate import _MIN_SIDE, _estimate_psf
 
-    image = as_float_array(image, "image", ndim=2)
+    # validated once, here: the estimation below trusts it (the deconvolution, public, checks it again)
+    image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE)
     check_choice(method, "method", _METHODS)
-    psf = estimate_psf(
-        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device
+    # the deconvolution's options are checked before the PSF estimation (seconds) runs
+    progress = check_bool(progress, "progress")
+    if iterations is not None:
+        _check_iterations(iterations)
+    if not (isinstance(regularization, str) and regularization == "auto"):
+        _check_regularization(regularization, "rl-tv" if method == "auto" else method, 2)
+    if method == "unrolled" and not automatic_settings(iterations, regularization):
+        raise ValueError(
+            'method="unrolled" has its number of steps and its regularisation fixed by training; '
+            'leave iterations=None and regularization="auto"'
+        )
+    noise = _NoiseFit(image)  # fitted at most once, shared by the refinement and the deconvolution
+    psf = _estimate_psf(
+        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device,
+        noise=noise, checked=True,
     )
     if method == "auto":  # iterations and a weight are rl-tv's knobs; without them the learned network
         method = "unrolled" if automatic_settings(iterations, regularization) else "rl-tv"
     background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
-    restored = deconvolve(
+    restored = _deconvolve(
         image,
         psf,
         method=method,
         iterations=iterations,
         regularization=regularization,
+        boundary="extend",
+        acceleration=True,
         background=background,
+        prior="tv",
+        spacing=None,
         progress=progress,
+        callback=None,
+        dtype=None,
+        workers=None,
         device=device,
+        noise=noise,
     )
     return restored, psf

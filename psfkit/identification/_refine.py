@@ -42,6 +42,9 @@ _SHARP_FLOOR = 1e-3
 # the benchmark's moderate noise (rho 0.022-0.053) loses.
 _MAX_RELATIVE_NOISE = 0.01
 _DEFAULT_BOUND = 0.25  # waves: the largest amplitude the network was trained on
+# Candidates with less weight than this fraction of the largest are dropped: together they move the mean PSF by
+# less than ~1e-5 of its norm (PSF SNR > 100 dB), so where this cut falls does not matter.
+_NEGLIGIBLE = 1e-6
 
 
 def _fit(objective, theta, *, iterations, learning_rate):
@@ -62,9 +65,12 @@ def _fit(objective, theta, *, iterations, learning_rate):
 def sparsity_fit(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     """Coefficients fitted by the gradient-sparsity continuation (clean images only).
 
-    Two starting points, the estimate and zero (the aberration-free PSF),
+    Two starting points, the estimate and zero (the aberration-free PSF;
+    :func:`._spectral_fit.near_zero`),
     are fitted with the smooth objective then the sharp one (``iterations``
-    Adam steps each) and the lowest sharp objective wins. fc is not fitted:
+    Adam steps each); both are returned (2, K), the lower sharp objective
+    first, and :func:`refine` passes both to the likelihood, so that a near
+    tie between them is not decided by round-off. fc is not fitted:
     the criterion is biased in fc too (fitting it gave 8.7 / 9.7 dB instead
     of 11.3 dB with the network's fc kept, held-out clean subset). Measured
     and dropped: the estimate's three MTF-equivalent sign variants as extra
@@ -75,9 +81,11 @@ def sparsity_fit(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     """
     import torch
 
+    from psfkit.identification._spectral_fit import near_zero
+
     spectrum, epsilon, shape = prepare(image)
     sharp = max(_SHARP_SCALE * epsilon, _SHARP_FLOOR)
-    theta = torch.from_numpy(np.stack([coefficients, np.zeros_like(coefficients)]))
+    theta = torch.from_numpy(np.stack([coefficients, near_zero(len(coefficients))]))
     fc = torch.full((2,), float(cutoff), dtype=torch.float64)
 
     def smooth(t):
@@ -89,18 +97,18 @@ def sparsity_fit(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     theta = _fit(smooth, theta, iterations=iterations[0], learning_rate=0.01)
     theta = _fit(sharpened, theta, iterations=iterations[1], learning_rate=0.003)
     with torch.no_grad():
-        best = int(torch.argmin(sharpened(theta)))
-    return theta[best].numpy()
+        order = torch.argsort(sharpened(theta), stable=True)
+    return theta[order].numpy()
 
 
-def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False):
+def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False, noise=None):
     """Refined candidate coefficients, their fc and weights, and whether the fit was kept.
 
     The Whittle fit of :mod:`._spectral_fit` is noise-aware and runs at every
     noise level. The two criteria fail on different images (noiseless
     subset of 10, mean / median PSF SNR in dB: sparsity 14.5 / 16.8,
     spectral 13.9 / 13.9), so on clean images (relative noise at most
-    ``_MAX_RELATIVE_NOISE``) the sparsity fit's result joins the spectral
+    ``_MAX_RELATIVE_NOISE``) the sparsity fit's results join the spectral
     fit's starting points and the likelihood arbitrates: 17.2 / 16.7 dB.
     With ``fit_cutoff`` (fc unknown), fc is fitted too, from the network's
     estimate, at every noise level. On the same subset it lifts the
@@ -116,35 +124,55 @@ def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False
     fc (x exp U[-0.2, 0.2]) was measured and dropped: 10.5 / 4.3 dB on the
     calibration images, but 19.0 -> 17.3 dB without noise.
 
-    Returns ``(thetas (M, K), fcs (M,), weights (M,), kept)``, best first:
-    the fitted candidates and their likelihood weights
+    Returns ``(thetas (M, K), fcs (M,), weights (M,), kept)``, largest
+    weight first: the fitted candidates and their likelihood weights
     (:func:`._spectral_fit.candidate_weights`), whose weighted mean PSF is
     the estimate. Coefficients stay within ``[-bound, bound]`` waves.
     Without a known ``bound`` (``None``: the network's training range, 0.25
     waves), a fit that ends on that edge is not an interior optimum of the
     likelihood but a sign that the image breaks the model (on the bundled
     C. elegans image, whose elongated structures make its spectrum
-    anisotropic, astigmatism ran to the edge): such candidates are dropped,
-    and if the best one is among them the input estimate is returned alone,
-    with ``kept`` False. Applying a global correction to a ``grid`` map was
+    anisotropic, astigmatism ran to the edge). The decision is taken on the
+    weighted ensemble, not on which candidate ranks first (near-tied
+    candidates swap ranks on round-off): with ``e`` the total weight of the
+    candidates on the edge, the input estimate takes the weight
+    ``clip(2 e - 1/2, 0, 1)`` (none up to e = 1/4, all from e = 3/4) and the
+    interior candidates share the rest in proportion to their weights, so
+    the mean PSF is continuous in the likelihoods; ``kept`` is ``e < 1/2``.
+    Applying a global correction to a ``grid`` map was
     measured with the sparsity fit alone and dropped (6 noiseless tilted
     fields: 7.7 -> 8.4 dB mean, but worse on 2 of 6).
+
+    ``noise`` is the Poisson-Gaussian fit ``(a, b)`` of ``image``
+    (:func:`psfkit.restoration._regularization.noise_model`) when the
+    caller has measured it; None measures it.
+    Both fits run on one torch thread (:func:`._spectral_fit.single_threaded`).
     """
+    from psfkit.identification._spectral_fit import single_threaded, spectral_fit
     from psfkit.restoration._regularization import relative_noise
-    from psfkit.identification._spectral_fit import spectral_fit
 
     limit = _DEFAULT_BOUND if bound is None else float(bound)
-    start = np.clip(np.asarray(coefficients, dtype=np.float64), -limit, limit)
+    network = np.asarray(coefficients, dtype=np.float64)
+    start = np.clip(network, -limit, limit)
     starts = [start]
     # noise std over the signal range above the darkest pixels (the camera baseline)
-    clean = relative_noise(image, float(np.percentile(image, 0.5)))[0] <= _MAX_RELATIVE_NOISE
-    if clean:
-        starts.append(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
-    thetas, cutoffs, weights = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff)
+    rho = relative_noise(image, float(np.percentile(image, 0.5)), noise)[0]
+    with single_threaded():  # deterministic given the inputs, whatever the thread count
+        if rho <= _MAX_RELATIVE_NOISE:
+            starts.extend(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
+        thetas, cutoffs, weights = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff)
+    kept = True
     if bound is None:
-        interior = np.all(np.abs(thetas) < limit * (1 - 1e-6), axis=1)
-        if not interior[0]:
-            return np.asarray(coefficients, dtype=np.float64)[None], np.array([cutoff], dtype=np.float64), np.ones(1), False
-        thetas, cutoffs, weights = thetas[interior], cutoffs[interior], weights[interior]
-    useful = weights >= 1e-3 * weights[0]  # the rest would not change the mean PSF
-    return thetas[useful], cutoffs[useful], weights[useful] / weights[useful].sum(), True
+        edge = np.any(np.abs(thetas) >= limit * (1 - 1e-6), axis=1)
+        on_edge = float(weights[edge].sum())
+        fallback = float(np.clip(2 * on_edge - 0.5, 0.0, 1.0))  # the input estimate's weight, continuous in on_edge
+        kept = on_edge < 0.5
+        inside = ~edge
+        weights = np.where(inside, weights * (1 - fallback) / max(1 - on_edge, 1e-300), 0.0)
+        thetas = np.concatenate([thetas, network[None]])
+        cutoffs = np.concatenate([cutoffs, [float(cutoff)]])
+        weights = np.concatenate([weights, [fallback]])
+    useful = weights >= _NEGLIGIBLE * weights.max()
+    thetas, cutoffs, weights = thetas[useful], cutoffs[useful], weights[useful]
+    order = np.argsort(-weights, kind="stable")
+    return thetas[order], cutoffs[order], weights[order] / weights.sum(), kept

@@ -36,7 +36,7 @@ fc known, mean PSF SNR; the network alone scores 3.4 dB):
   started at the true coefficients the fit stays at 19.6 dB, against 12.2 dB
   when the blurred spectrum is compared with the periodogram directly;
 - the likelihood has many local optima (started from the network alone:
-  8.4 dB), so 26 starting points -- the estimate, zero and 24 random ones --
+  8.4 dB), so 26 starting points -- the estimate, zero (:func:`near_zero`) and 24 random ones --
   are fitted briefly and the best 4 are fitted to convergence (13.9 dB).
 
 The power spectrum cannot see the sign of the odd terms (the point
@@ -45,6 +45,8 @@ Float64 throughout: in float32 the FFT round-off of the low frequencies
 swamps the faint high-frequency power of a noiseless image (measured: 13.9
 -> 2.3 dB).
 """
+
+import contextlib
 
 import numpy as np
 
@@ -56,6 +58,38 @@ _FINE = 128  # grid of the model spectrum; 2 x WINDOW holds every lag of the win
 _SIZE = 33
 _DEGREE = 2  # log specimen spectrum: quadratic in log frequency
 _CUTOFF_LEARNING_RATE = 0.002
+# Likelihood differences (nats, one periodogram's evidence, see candidate_weights) within which candidates are
+# treated as ties. For the Whittle likelihood of one periodogram, I / E[I] ~ Exp(1) at each of its N ordinates: the
+# difference D between two candidates whose expected periodograms differ by the relative amounts d_w has mean
+# ~ sum d_w^2 / 2 and standard deviation ~ sqrt(sum d_w^2) = sqrt(2 E[D]), so differences up to ~2 nats are within
+# the noise (the NLL itself, a sum of N unit-variance terms, fluctuates by sqrt(N) ~ 45 nats, but that part is
+# common to all candidates and cancels in D). The posterior weights exp(-D) already average candidates on that
+# scale (e^-1 at 1 nat, e^-2 at 2) and are continuous in the losses; a flat plateau (every candidate within 2 nats
+# weighing the same) was measured on a quick calibration (12 synthetic images per noise level, seed 31337, fc known,
+# mean PSF SNR none / moderate / strong: 23.7 / 10.8 / 6.1 dB against 23.7 / 10.4 / 6.4 without) and in the fc
+# unknown test of tests/identification (11.7 against 13.5 dB), and it turned the bundled C. elegans image's clear
+# rejection (weight 0.87 on the 0.25-wave bound) into a coin flip (0.51). So no plateau: 0 nats.
+TIE_NATS = 0.0
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run torch on one intra-op thread (restored afterwards).
+
+    torch's CPU reductions, FFTs and least squares split their work by the
+    number of threads, which changes their round-off (measured: relative
+    1e-14 on the periodogram and the loss between 1 and 2 threads, 1e-8 on
+    the fitted fc after 260 Adam steps). On one thread the fit depends on
+    its inputs only.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def welch_periodogram(image, window=WINDOW):
@@ -134,13 +168,25 @@ class WhittleModel:
             signal = (self.periodogram - self.noise_guess).clamp_min(max(1e-3 * self.noise_guess, 1e-12))
             target = torch.log(signal[None] / otf_power.clamp_min(1e-3))[:, inside]  # (B, n)
             design = torch.stack([self.log_radius[inside] ** k for k in range(_DEGREE + 1)], 1)
-            spectrum = torch.linalg.lstsq(design, target.T).solution.T
+            spectrum = _least_squares(design, target.T).T
             convex = spectrum[:, _DEGREE] > 0
             if convex.any():  # the concave model's best fit then has no curvature: refit a power law
-                linear = torch.linalg.lstsq(design[:, :_DEGREE], target[convex].T).solution.T
+                linear = _least_squares(design[:, :_DEGREE], target[convex].T).T
                 spectrum[convex] = torch.cat([linear, torch.zeros_like(linear[:, :1])], 1)
         log_noise = torch.full((theta.shape[0],), float(np.log(max(self.noise_guess, 1e-12))), dtype=torch.float64)
         return spectrum, log_noise
+
+
+def _least_squares(design, target):
+    """Least-squares solution of ``design @ x = target`` by the normal equations (2 or 3 well-scaled unknowns).
+
+    ``torch.linalg.lstsq`` (LAPACK) gave different round-off on its first
+    call in a process than on later ones (4e-16 here, 1e-12 on the fitted
+    coefficients); the small solve does not.
+    """
+    import torch
+
+    return torch.linalg.solve(design.T @ design, design.T @ target)
 
 
 def _fit(model, params, *, iterations, learning_rate, bound, fit_cutoff):
@@ -171,9 +217,10 @@ def spectral_fit(
 ):
     """Coefficients (and fc) maximising the Whittle likelihood of ``image``'s periodogram.
 
-    ``starts`` (list of coefficient vectors) are fitted together with zero
-    and ``random_starts`` seeded random points for ``iterations[0]`` steps;
-    the given starts and the ``keep`` best then for ``iterations[1]`` more.
+    ``starts`` (list of coefficient vectors) are fitted together with
+    :func:`near_zero` and ``random_starts`` seeded random points for
+    ``iterations[0]`` steps; the given starts and the ``keep`` best of the
+    others then for ``iterations[1]`` more.
     With ``fit_cutoff``, fc is fitted too, from ``cutoff``. Returns every
     fitted candidate, best first: coefficients (M, K), fc (M,) and the
     likelihood weights (M,) of :func:`candidate_weights`.
@@ -185,22 +232,47 @@ def spectral_fit(
     k = len(indices)
     spread = min(0.12, bound)
     random = rng.uniform(-spread, spread, (random_starts, k))
-    points = np.concatenate([np.asarray(starts, dtype=np.float64).reshape(-1, k), np.zeros((1, k)), random])
+    points = np.concatenate([np.asarray(starts, dtype=np.float64).reshape(-1, k), near_zero(k)[None], random])
     theta = torch.from_numpy(np.clip(points, -bound, bound))
     params = [theta, *model.initial_nuisances(theta), torch.full((len(points),), float(cutoff), dtype=torch.float64)]
     options = {"bound": bound, "fit_cutoff": fit_cutoff}
     params, loss = _fit(model, params, iterations=iterations[0], learning_rate=0.02, **options)
     # the given starts always go on: they come from other criteria, which the likelihood arbitrates
     given = len(points) - random_starts - 1
-    best = torch.unique(torch.cat([torch.arange(given), torch.argsort(loss)[:keep]]))
+    # always given + keep candidates (a given start ranking among the best used to let one fewer go on); stable
+    # sorts: exactly equal losses (duplicate starts) rank by start index, not by the sort's internals
+    best = torch.cat([torch.arange(given), given + torch.argsort(loss[given:], stable=True)[:keep]])
     params, loss = _fit(model, [p[best] for p in params], iterations=iterations[1], learning_rate=0.01, **options)
-    order = torch.argsort(loss)
+    order = torch.argsort(loss, stable=True)
     weights = candidate_weights(loss[order].numpy(), int(model.mask.sum()))
     return params[0][order].numpy(), params[3][order].numpy(), weights
 
 
-def candidate_weights(loss, frequencies):
-    """Posterior weights ``exp(-n (L - L_min))`` of candidates with per-frequency losses ``L``.
+def near_zero(k):
+    """The aberration-free starting point, 0.01 waves off zero (a fixed, alternating-sign vector of ``k`` terms).
+
+    Zero is a stationary point of both criteria by symmetry: the likelihood
+    is the same for the four sign variants of the coefficients (even and odd
+    terms negated separately), the gradient-sparsity criterion for the two
+    variants with the even terms negated (the same PSF). Started exactly at
+    zero, Adam's first steps (normalised gradients) follow the round-off of
+    a zero gradient: a 1e-7 relative change of the image took that start to
+    another optimum and changed the candidate set (calibration image,
+    moderate noise: PSF SNR 23 dB between the two estimates). 0.01 waves
+    changes the PSF by a fraction of a percent and sets a direction that
+    round-off cannot.
+    """
+    return 0.01 * np.where(np.arange(k) % 2 == 0, 1.0, -1.0)
+
+
+def candidate_weights(loss, frequencies, tie=None):
+    """Posterior weights ``exp(-max(n (L - L_min) - tie, 0))`` of candidates with per-frequency losses ``L``.
+
+    Candidates within ``tie`` nats of the best (None: :data:`TIE_NATS`,
+    0: the plain likelihood ratio, see there for the measured plateau) share
+    the weight equally; beyond, the weight falls off as the likelihood
+    ratio. The weights are continuous in the losses, so round-off that
+    reorders near-equal candidates does not change them.
 
     ``n`` is the number of frequencies in the likelihood: the evidence of a
     single periodogram, not of the average of all windows. The specimen
@@ -216,6 +288,7 @@ def candidate_weights(loss, frequencies):
     coefficients, Hessian of the likelihood) gained at most 0.24 dB and was
     dropped.
     """
+    tie = TIE_NATS if tie is None else tie
     loss = np.asarray(loss, dtype=np.float64)
-    weights = np.exp(-frequencies * (loss - loss.min()))
+    weights = np.exp(-np.maximum(frequencies * (loss - loss.min()) - tie, 0.0))
     return weights / weights.sum()

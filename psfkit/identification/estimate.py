@@ -4,11 +4,12 @@ import warnings
 
 import numpy as np
 
-from psfkit._validation import as_float_array, check_positive
+from psfkit._validation import as_float_array, check_bool, check_int, check_positive
 from psfkit.identification._orientation import choose_orientation
 from psfkit.identification._refine import _DEFAULT_BOUND
 from psfkit.learned._weights import bundled_network, resolve_device
 from psfkit.identification.resampling import dct_downsample, oversampling_factor
+from psfkit.optics.zernike import MAX_SIZE
 
 NOLL = tuple(range(4, 12))
 _EVEN = np.array([True, True, True, False, False, False, False, True])
@@ -32,8 +33,8 @@ _REFINE_ABOVE = 0.065  # waves
 _MODEL_FAILURE = (
     "estimate_psf: the refinement rejected its fit (it ran to the {bound:g}-wave bound): the image's power spectrum is "
     "not explained by the Zernike PSF model, e.g. a confocal/Airyscan or already processed image, or a specimen "
-    "with one dominant orientation. The network's unverified estimate is returned; compare deconvolutions with "
-    "it and with psfkit.airy_psf(cutoff={fc:.3g}), or pass a known max_amplitude."
+    "with one dominant orientation. The estimate returned is mostly or only the network's, unverified; compare "
+    "deconvolutions with it and with psfkit.airy_psf(cutoff={fc:.3g}), or pass a known max_amplitude."
 )
 
 
@@ -72,20 +73,68 @@ def _check_condition(value, name, lo, hi):
 
 
 def _regions(shape, grid):
-    """Slices of the gy x gx regions, each widened to at least one window."""
-    gy, gx = grid
+    """Row and column slices of the ``gy x gx`` regions, all inside the image.
+
+    Region ``i`` of an axis of length ``n`` holds its own cell ``[e_i, e_{i+1})`` of the regular grid
+    (``e = round(linspace(0, n, g + 1))``; the cells tile the axis, so the regions cover the image), widened
+    to 1.5 times the cell (half-overlapping regions: more windows per estimate, a smoother map) and to at
+    least one window, at most the axis, then shifted to lie inside the image. Cells of at least one
+    window (checked by :func:`_check_grid`) keep every region mostly its own.
+    """
     out = []
-    for axis_len, g in ((shape[0], gy), (shape[1], gx)):
-        edges = np.linspace(0, axis_len, g + 1)
+    for n, g in zip(shape, grid):
+        edges = np.round(np.linspace(0, n, g + 1)).astype(int)
         spans = []
-        for i in range(g):
-            centre = 0.5 * (edges[i] + edges[i + 1])
-            # half-overlapping regions: more windows per estimate, smoother map
-            half = max(_MIN_SIDE / 2, 0.75 * (edges[i + 1] - edges[i]))
-            lo = int(round(min(max(centre - half, 0), axis_len - 2 * half)))
-            spans.append(slice(lo, lo + int(round(2 * half))))
+        for a, b in zip(edges[:-1], edges[1:]):
+            width = min(n, max(_MIN_SIDE, int(round(1.5 * (b - a)))))
+            start = min(max((a + b - width) // 2, 0), n - width)  # centred on the cell, inside [0, n)
+            spans.append(slice(int(start), int(start + width)))
         out.append(spans)
     return out
+
+
+def _check_grid(grid, shape, factor):
+    """``grid`` as ``(gy, gx)``: two positive integers whose cells on ``shape`` are at least one window."""
+    if (
+        not isinstance(grid, (tuple, list))
+        or len(grid) != 2
+        or any(isinstance(g, (bool, np.bool_)) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid)
+    ):
+        raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
+    grid = (int(grid[0]), int(grid[1]))
+    most = (shape[0] // _MIN_SIDE, shape[1] // _MIN_SIDE)
+    if grid[0] > most[0] or grid[1] > most[1]:
+        where = f"the image of shape {shape}" if factor == 1 else f"the image downsampled {factor} times to {shape}"
+        raise ValueError(
+            f"grid must give regions of at least {_MIN_SIDE} x {_MIN_SIDE} pixels (one window of the network), "
+            f"i.e. at most {most} on {where}, got {grid!r}"
+        )
+    return grid
+
+
+def _as_float32(image):
+    """A checked finite float ``image`` in float32 (the network's type), refusing values beyond its range."""
+    converted = np.asarray(image, dtype=np.float32)
+    if converted.dtype != image.dtype and not np.all(np.isfinite(converted)):
+        raise ValueError("image has values beyond the float32 range (about 3.4e38) used by the identification")
+    return converted
+
+
+def _mean_cutoff(weights, cutoffs, known):
+    """The candidates' weighted mean fc, or exactly the user's ``known`` one."""
+    return float(known) if known is not None else float(np.dot(weights, cutoffs) / np.sum(weights))
+
+
+def _weighted_mean_psf(candidates, cutoffs, weights, size):
+    """The ``weights``-weighted mean of the candidates' PSFs (sum 1) and the index of the candidate nearest to it."""
+    from psfkit.optics.psf import zernike_psf
+
+    psfs = np.stack([zernike_psf(t, cutoff=f, size=size, indices=NOLL) for t, f in zip(candidates, cutoffs)])
+    mean = np.tensordot(weights, psfs, axes=1)
+    mean /= mean.sum()
+    if len(psfs) == 1:
+        return mean, 0
+    return mean, int(np.argmin(np.sum((psfs - mean) ** 2, axis=(1, 2))))
 
 
 def _align_signs(coefficients, reference):
@@ -122,20 +171,28 @@ def estimate_psf(
         Known bound theta_max (waves) of the aberration coefficients, in
         (0, 0.3]. ``None``: unknown.
     size : int, optional
-        Side of the returned PSF window (odd or even; centre at ``size // 2``).
+        Side of the returned PSF window (odd or even, at most 4097; centre at
+        ``size // 2``).
     grid : (int, int), optional
         ``(gy, gx)``: return a map of local PSFs estimated on a regular grid
         of regions (centres at ``((i + 0.5) M / gy, (j + 0.5) N / gx)``), in
         the layout that :func:`psfkit.deconvolve` and
-        :meth:`psfkit.ProductConvolution.from_grid` accept.
+        :meth:`psfkit.ProductConvolution.from_grid` accept. Each region is
+        at least one 64 x 64 window of the network: ``gy <= M // 64`` and
+        ``gx <= N // 64`` (on the downsampled image for a small ``cutoff``),
+        else ``ValueError``. The regions lie inside the image and cover it:
+        each holds its cell of the grid, widened to 1.5 times its size.
     refine : bool, optional
         Fit the global estimate's coefficients (and, with ``cutoff``
         unknown, fc) to the image by maximum likelihood on its
         power spectrum, seeded on clean images by a gradient-sparsity fit
         (:mod:`psfkit.identification._refine`). The PSF returned is the mean of the
-        fitted candidates' PSFs weighted by their likelihood: close to the
+        fitted candidates' PSFs weighted by their likelihood (near-equal
+        likelihoods give near-equal weights): close to the
         best fit on clean images, an average over the plausible PSFs under
-        heavy noise. It pays off on strongly aberrated PSFs (held-out
+        heavy noise, and never decided by which of two near-equal candidates
+        round-off ranks first. The fit runs on one torch thread, so that
+        its result does not depend on the thread count. It pays off on strongly aberrated PSFs (held-out
         benchmark, Noll 4-11 coefficients up to 0.15 waves, fc known, mean
         PSF SNR without / with moderate / with strong noise: 19.1 / 10.6 /
         5.0 dB, network alone 3.7 / 3.3 / 2.8) and loses on mild ones,
@@ -143,11 +200,14 @@ def estimate_psf(
         larger aberrations (coefficients up to 0.05 waves: the mild set of
         ``benchmarks/bench_identification.py``), unless a known
         ``max_amplitude`` bounds the fit and the image is clean (see the user
-        guide's learned-models page). About 3-7 s on 2 CPU
-        cores for any image size. Coefficients stay within
+        guide's learned-models page). About 4-8 s on one CPU thread (the
+        fit's, whatever the machine) for any image size. Coefficients stay within
         ``max_amplitude`` (0.25 waves when unknown); with ``max_amplitude``
         unknown, a fit that ends on that edge is treated as a model failure:
-        the network's estimate is kept and a ``UserWarning`` says so.
+        the network's estimate takes the weight of such fits (all of it
+        when they hold at least 3/4 of the likelihood weight, see
+        ``_refine.refine``), and when they hold at least half the fit is
+        rejected and a ``UserWarning`` says so.
         ``None`` (default): refine a global estimate when the network's largest coefficient exceeds 0.065 waves
         (``refines_by_default`` in this module), never a ``grid`` map (the local
         estimates are not refined; the refined global estimate would only
@@ -167,9 +227,10 @@ def estimate_psf(
         ``"coefficients"`` (waves; shape (8,) or (gy, gx, 8)), ``"cutoff"``
         (float or (gy, gx)) and ``"refined"`` (whether ``refine`` changed the
         global estimate; the local map estimates are never refined). With
-        ``refine``, ``"coefficients"`` and ``"cutoff"`` describe the most
-        likely candidate, whose ``zernike_psf`` can differ from the weighted
-        mean returned as ``psf``.
+        ``refine``, ``"coefficients"`` are those of the candidate whose PSF
+        is nearest the weighted mean returned as ``psf`` (its
+        ``zernike_psf`` can differ from it) and ``"cutoff"`` is the
+        candidates' likelihood-weighted mean fc.
 
     Warns
     -----
@@ -218,13 +279,34 @@ def estimate_psf(
     >>> psf.shape, round(info["cutoff"], 3)
     ((65, 65), 0.081)
     """
+    return _estimate_psf(
+        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device,
+        return_coefficients=return_coefficients,
+    )
+
+
+def _estimate_psf(
+    image, *, cutoff=None, max_amplitude=None, size=33, grid=None, refine=None, device=None, return_coefficients=False,
+    noise=None, checked=False,
+):
+    """:func:`estimate_psf` with what :func:`psfkit.deblur` has already computed.
+
+    ``noise``: a callable returning the Poisson-Gaussian fit ``(a, b)`` of
+    ``image`` (:func:`psfkit.restoration._regularization.noise_model`), called
+    only if the refinement runs on the image itself (not downsampled); None:
+    the refinement measures it. ``checked``: ``image`` is already a finite
+    2-D float array of at least 64 pixels a side.
+    """
     import torch
 
     from psfkit.optics.psf import zernike_psf
     from psfkit.learned.ranges import FC_RANGE
     from psfkit.learned.spectral import welch_log_spectrum
 
-    image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
+    if checked:
+        image = _as_float32(image)
+    else:
+        image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
     cutoff = _check_cutoff(cutoff, FC_RANGE[1])
     # a known fc below the training range: identify on a downsampled image (see .resampling)
     factor = 1 if cutoff is None else oversampling_factor(cutoff)
@@ -237,22 +319,17 @@ def estimate_psf(
             )
         image, cutoff = dct_downsample(image, factor), cutoff * factor
     max_amplitude = _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
-    check_positive(size, "size", integer=True)
+    size = check_int(size, "size", minimum=1, maximum=MAX_SIZE)
+    return_coefficients = check_bool(return_coefficients, "return_coefficients")
     if refine is not None and not isinstance(refine, bool):
         raise ValueError(f"refine must be True, False or None, got {refine!r}")
     if grid is not None:
-        if (
-            not isinstance(grid, (tuple, list))
-            or len(grid) != 2
-            or any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid)
-        ):
-            raise ValueError(f"grid must be a pair of positive integers (gy, gx), got {grid!r}")
+        grid = _check_grid(grid, image.shape, factor)
     device = resolve_device(device)
     net = bundled_network("identifier", str(device))
 
     regions = [[(slice(None), slice(None))]]
     if grid is not None:
-        grid = (int(grid[0]), int(grid[1]))
         rows, cols = _regions(image.shape, grid)
         regions += [[(r, c) for c in cols] for r in rows]
     crops = [image[r, c] for row in regions for (r, c) in row]
@@ -278,20 +355,23 @@ def estimate_psf(
         from psfkit.identification._refine import refine as refine_fit
 
         candidates, candidate_fc, weights, refined = refine_fit(
-            image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None
+            image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None,
+            noise=noise() if noise is not None and factor == 1 else None,
         )
-        if not refined:
-            warnings.warn(_MODEL_FAILURE.format(bound=_DEFAULT_BOUND, fc=fc[0] / factor), UserWarning, stacklevel=2)
+        if not refined:  # stacklevel: the caller of estimate_psf or deblur
+            fallback_fc = _mean_cutoff(weights, candidate_fc / factor, user_cutoff)
+            warnings.warn(_MODEL_FAILURE.format(bound=_DEFAULT_BOUND, fc=fallback_fc), UserWarning, stacklevel=3)
     candidates = choose_orientation(image, candidates, candidate_fc, indices=NOLL)
     if factor > 1:  # back to the input's pixels: the coefficients do not change, fc does
         candidate_fc = np.full_like(candidate_fc, user_cutoff)
         fc[:] = user_cutoff
-    global_theta, fc[0] = candidates[0], candidate_fc[0]
+    # the likelihood-weighted mean of the refined candidates (one candidate without refine); described by the
+    # candidate nearest to it and the weighted mean fc, not by whichever candidate ranks first (see _refine.refine)
+    psf, nearest = _weighted_mean_psf(candidates, candidate_fc, weights, size if grid is None else min(size, 33))
+    global_theta = candidates[nearest]
     if grid is None:
-        # the likelihood-weighted mean of the refined candidates (one candidate without refine)
-        psf = sum(w * zernike_psf(t, cutoff=f, size=size, indices=NOLL) for t, f, w in zip(candidates, candidate_fc, weights))
-        psf /= psf.sum()
-        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": float(fc[0]), "refined": refined}
+        fc_mean = _mean_cutoff(weights, candidate_fc, user_cutoff)
+        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": fc_mean, "refined": refined}
     else:
         from scipy.ndimage import median_filter
 

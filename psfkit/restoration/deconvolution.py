@@ -322,6 +322,29 @@ def deconvolve(
     >>> deconvolve(y, grid, method="rl", dtype=np.float32).dtype
     dtype('float32')
     """
+    return _deconvolve(
+        image,
+        psf,
+        method=method,
+        iterations=iterations,
+        regularization=regularization,
+        boundary=boundary,
+        acceleration=acceleration,
+        background=background,
+        prior=prior,
+        spacing=spacing,
+        progress=progress,
+        callback=callback,
+        dtype=dtype,
+        workers=workers,
+        device=device,
+    )
+
+
+def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acceleration, background, prior,
+                spacing, progress, callback, dtype, workers, device, noise=None):
+    """:func:`deconvolve`, with the Poisson-Gaussian fit ``noise`` ``(a, b)`` of ``image`` (in its units, or a
+    callable returning it) when the caller has measured it (:func:`psfkit.deblur`); None measures it."""
     check_choice(method, "method", METHODS)
     progress = check_bool(progress, "progress")
     check_choice(boundary, "boundary", BOUNDARIES)
@@ -360,7 +383,8 @@ def deconvolve(
     background = math.ldexp(background, -k)
     if method == "unrolled":
         restored = _deconvolve_unrolled(
-            image, psfs, weights, order, boundary, background, iterations, regularization, device
+            image, psfs, weights, order, boundary, background, iterations, regularization, device,
+            _noise_of(image, noise, k, 0.0),
         )
         return scale_back(restored, k)
     if method == "fista" and lam is not None:  # in intensity units
@@ -378,7 +402,7 @@ def deconvolve(
             data = data + dtype.type(offset)
     model_background = background + offset
     if lam is None or iterations is None:
-        automatic = auto_weights(data, model_background, ndim, noise_model(data))
+        automatic = auto_weights(data, model_background, ndim, _noise_of(data, noise, k, offset))
         if lam is None:
             lam = 0.0 if method == "rl" else automatic[method]
         if iterations is None:
@@ -395,6 +419,19 @@ def deconvolve(
     return scale_back(np.array(estimate[problem.crop], dtype=dtype, copy=True), k)
 
 
+def _noise_of(data, noise, k, offset):
+    """Poisson-Gaussian fit ``(a, b)`` of ``data = image * 2**-k + offset``: measured, or converted from ``noise``.
+
+    ``Var[y] = a E[y] + b`` in the image's units becomes ``a 2**-k`` and ``b 2**-2k`` after the scaling, and the
+    offset moves ``b`` by ``-a * offset`` (kept >= 0, as :func:`._regularization.noise_model` does).
+    """
+    if noise is None:
+        return noise_model(data)
+    a, b = noise() if callable(noise) else noise
+    a, b = math.ldexp(float(a), -k), math.ldexp(float(b), -2 * k)
+    return a, max(b - a * offset, 0.0)
+
+
 def _scaled_weight(lam, k):
     try:
         return math.ldexp(lam, -k)
@@ -407,7 +444,8 @@ def automatic_settings(iterations, regularization):
     return iterations is None and isinstance(regularization, str) and regularization == "auto"
 
 
-def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device):
+def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device,
+                         noise):
     if image.ndim != 2:
         raise ValueError(f'method="unrolled" restores 2-D images, got an image of shape {image.shape}')
     if not automatic_settings(iterations, regularization):
@@ -421,7 +459,7 @@ def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iter
     from psfkit.restoration.unrolled import deconvolve_unrolled
 
     restored = deconvolve_unrolled(
-        image, psfs, weights, order, noise=noise_model(image), background=background,
+        image, psfs, weights, order, noise=noise, background=background,
         periodic=boundary == "periodic", device=device,
     )
     return restored.astype(image.dtype, copy=False)
