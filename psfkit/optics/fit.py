@@ -438,8 +438,8 @@ def fit_psf(
         For a bead stack that is not 2-D or 3-D, empty, too small or not
         finite, a stack without ``optics.z_step``, bad indices, options or
         an unsupported modality.
-    NotImplementedError
-        For ``model='vectorial'`` or the ``'airyscan'`` modality.
+        Also for ``model='vectorial'`` or ``optics.modality='airyscan'``,
+        which the fit does not support.
 
     See Also
     --------
@@ -524,11 +524,12 @@ def fit_psf(
     if not isinstance(model, str):
         raise TypeError(f"model must be a string, got {model!r}")
     if model == "vectorial":
-        raise NotImplementedError("fit_psf fits an aberrated pupil, which model='vectorial' does not have; "
-                                  "use model='scalar'")
+        raise ValueError("model='vectorial' is not supported by fit_psf (it fits an aberrated pupil, which the "
+                         "vectorial model does not have); use model='scalar'")
     check_choice(model, "model", MODELS)
     if optics.modality == "airyscan":
-        raise NotImplementedError("fit_psf does not model Airyscan stacks; fit them as 'confocal' with a small pinhole")
+        raise ValueError("optics.modality='airyscan' is not supported by fit_psf; fit Airyscan stacks as "
+                         "'confocal' with a small pinhole")
     indices = _check_indices(indices, planar)
     fit_na = check_bool(fit_na, "fit_na")
     fit_sheet = check_bool(fit_sheet, "fit_sheet")

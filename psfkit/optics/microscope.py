@@ -469,8 +469,8 @@ def microscope_psf(optics, shape, *, model="scalar", aberrations=None, depth=0.0
         For a bad shape, model, depth or oversampling, a 3-D shape without
         ``optics.z_step``, or a Born-Wolf PSF asked for a depth in a
         mismatched sample.
-    NotImplementedError
-        For aberrations with ``model='vectorial'``.
+        Also for ``aberrations`` with ``model='vectorial'`` (the vectorial
+        model is aberration-free here).
 
     See Also
     --------
@@ -616,7 +616,7 @@ def microscope_psf(optics, shape, *, model="scalar", aberrations=None, depth=0.0
             f"({optics.sample_index:g}) differs from the immersion's ({optics.immersion_index:g})"
         )
     if indices and model == "vectorial":
-        raise NotImplementedError("aberrations with model='vectorial' are not implemented; use model='scalar'")
+        raise ValueError("aberrations are not supported with model='vectorial' (aberration-free only); use model='scalar'")
 
     nz, ny, nx = (1, *shape) if len(shape) == 2 else shape
     z = (np.arange(nz) - nz // 2) * (optics.z_step or 0.0)
