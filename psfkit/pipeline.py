@@ -111,6 +111,7 @@ def deblur(
         _check_iterations,
         _check_regularization,
         automatic_settings,
+        deconvolve,
         _deconvolve,
     )
     from psfkit.identification.estimate import _MIN_SIDE, _estimate_psf
@@ -137,22 +138,14 @@ def deblur(
     if method == "auto":  # iterations and a weight are rl-tv's knobs; without them the learned network
         method = "unrolled" if automatic_settings(iterations, regularization) else "rl-tv"
     background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
-    restored = _deconvolve(
-        image,
-        psf,
-        method=method,
-        iterations=iterations,
-        regularization=regularization,
-        boundary="extend",
-        acceleration=True,
-        background=background,
-        prior="tv",
-        spacing=None,
-        progress=progress,
-        callback=None,
-        dtype=None,
-        workers=None,
-        device=device,
-        noise=noise,
-    )
+    options = {  # deconvolve's own defaults for everything deblur does not set
+        **deconvolve.__kwdefaults__,
+        "method": method,
+        "iterations": iterations,
+        "regularization": regularization,
+        "background": background,
+        "progress": progress,
+        "device": device,
+    }
+    restored = _deconvolve(image, psf, **options, noise=noise)
     return restored, psf

@@ -5,7 +5,6 @@ arbitrary factors and bit for bit for powers of two (the internal scaling is
 by powers of two, so those are exact).
 """
 
-import hashlib
 import subprocess
 import sys
 import textwrap

@@ -533,9 +533,6 @@ def test_deblur_fits_the_noise_once(method, monkeypatch):
     psf = psfkit.estimate_psf(image, cutoff=0.2, refine=False)
     background = max(float(np.percentile(image, 0.5)), 0.0)
     alone = psfkit.deconvolve(image, psf, method="rl-tv", background=background, iterations=5)
-    shared = deconvolution._deconvolve(
-        image, psf, method="rl-tv", iterations=5, regularization="auto", boundary="extend", acceleration=True,
-        background=background, prior="tv", spacing=None, progress=False, callback=None, dtype=None, workers=None,
-        device=None, noise=original(image),
-    )
+    options = {**deconvolution.deconvolve.__kwdefaults__, "iterations": 5, "background": background}
+    shared = deconvolution._deconvolve(image, psf, **options, noise=original(image))
     np.testing.assert_allclose(shared, alone, rtol=1e-12, atol=1e-12 * np.abs(alone).max())
