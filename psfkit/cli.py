@@ -73,19 +73,6 @@ def figure(image, restored, psf):
 
 
 # ------------------------------------------------------------------ commands
-def _cutoff(args):
-    physical = (args.na, args.wavelength, args.pixel_size)
-    if args.cutoff is not None and any(v is not None for v in physical):
-        raise CommandError("give either --cutoff or --na/--wavelength/--pixel-size, not both")
-    if any(v is not None for v in physical):
-        if any(v is None for v in physical):
-            raise CommandError("--na, --wavelength and --pixel-size must be given together (same length unit)")
-        from psfkit.optics.psf import cutoff_frequency
-
-        return cutoff_frequency(args.na, args.wavelength, args.pixel_size)
-    return args.cutoff
-
-
 def _grid(text):
     try:
         gy, gx = (int(v) for v in text.lower().split("x"))
@@ -121,21 +108,40 @@ def _progress(frames, label):
     return tqdm(frames, desc=label, disable=len(frames) == 1 or not sys.stderr.isatty())
 
 
+def _announce(optics, cutoff, stack):
+    """Say whether the PSF is identified or the nominal one of the optics, and why."""
+    from psfkit.identification._nominal import route
+    from psfkit.learned.ranges import FC_RANGE
+
+    fc = optics.cutoff_frequency if optics is not None else cutoff
+    print(f"PSF: {route(3 if stack else 2, optics, fc, FC_RANGE[1])[1]}")
+
+
+def _spacing(optics, stack):
+    """Voxel size stored in the outputs (um), when known."""
+    if optics is None:
+        return None
+    return (optics.z_step, optics.pixel_size, optics.pixel_size) if stack else (optics.pixel_size,) * 2
+
+
 def cmd_estimate(args):
     image = read_image(args.image)
     output = Path(args.output or Path(args.image).with_name(Path(args.image).stem + "_psf.tif"))
+    optics, cutoff, stack = _identification_optics(args, image)
     _check_outputs([output], args.force, stacked=image.ndim == 3 or args.grid is not None)
-    cutoff = _cutoff(args)
     from psfkit.identification.estimate import estimate_psf  # imports torch: only once the inputs are known good
 
-    psfs = [
-        estimate_psf(
-            frame, cutoff=cutoff, max_amplitude=args.max_amplitude, size=args.size, grid=args.grid,
-            refine=args.refine, device=args.device,
-        )
-        for frame in _progress(_frames(image), "estimating")
-    ]
-    write_images({output: _as_written(psfs)}, overwrite=args.force, parents=True)
+    _announce(optics, cutoff, stack)
+    options = dict(
+        optics=optics, cutoff=cutoff, max_amplitude=args.max_amplitude, size=args.size, grid=args.grid,
+        refine=args.refine, device=args.device,
+    )
+    if stack:
+        psf = estimate_psf(image, **options)
+    else:
+        psf = _as_written([estimate_psf(frame, **options) for frame in _progress(_frames(image), "estimating")])
+    write_images({output: np.asarray(psf, np.float32)}, overwrite=args.force, parents=True,
+                 spacing=_spacing(optics, stack))
     print(f"PSF written to {output}")
 
 
@@ -143,20 +149,23 @@ def cmd_deblur(args):
     image = read_image(args.image)
     output = Path(args.output)
     psf_path = output.with_name(output.stem + "_psf.tif")
+    optics, cutoff, stack = _identification_optics(args, image)
     _check_outputs([output], args.force, stacked=image.ndim == 3)
     _check_outputs([psf_path], args.force)
-    cutoff = _cutoff(args)
     from psfkit.pipeline import deblur
 
-    restored, psfs = [], []
-    for frame in _progress(_frames(image), "deblurring"):
-        r, p = deblur(
-            frame, cutoff=cutoff, max_amplitude=args.max_amplitude, grid=args.grid, method=args.method,
-            iterations=args.iterations, size=args.size, refine=args.refine, device=args.device,
-        )
-        restored.append(r)
-        psfs.append(p)
-    write_images({output: _as_written(restored), psf_path: _as_written(psfs)}, overwrite=args.force, parents=True)
+    _announce(optics, cutoff, stack)
+    options = dict(
+        optics=optics, cutoff=cutoff, max_amplitude=args.max_amplitude, grid=args.grid, method=args.method,
+        iterations=args.iterations, size=args.size, refine=args.refine, device=args.device,
+    )
+    if stack:
+        restored, psf = deblur(image, **options, progress=sys.stderr.isatty())
+    else:
+        pairs = [deblur(frame, **options) for frame in _progress(_frames(image), "deblurring")]
+        restored, psf = _as_written([r for r, _ in pairs]), _as_written([p for _, p in pairs])
+    arrays = {output: np.asarray(restored, np.float32), psf_path: np.asarray(psf, np.float32)}
+    write_images(arrays, overwrite=args.force, parents=True, spacing=_spacing(optics, stack))
     print(f"restored image written to {output}\nPSF written to {psf_path}")
 
 
@@ -166,24 +175,28 @@ _OPTICS_OPTIONS = {
     "immersion_index": "--immersion-index", "sample_index": "--sample-index", "modality": "--modality",
     "excitation": "--excitation", "pinhole": "--pinhole", "sheet_thickness": "--sheet-thickness",
 }
-# Largest PSF half-width in pixels chosen automatically (the widefield out-of-focus cone is wider still).
-_MAX_PSF_REACH = 32
+
+
+def _metadata(path):
+    """The Optics fields stored in the file (empty for a non-TIFF), and whether it is a TIFF."""
+    from psfkit.io._images import _TIFF_MAGIC
+    from psfkit.optics.microscope import _tiff_metadata
+
+    with open(path, "rb") as file:
+        if file.read(4) not in _TIFF_MAGIC:
+            return {}, False
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return _tiff_metadata(tif), True
 
 
 def _optics(args, path, ndim):
     """Optics from the file's metadata, overridden by the options; a CommandError naming what is missing."""
-    from psfkit.io._images import _TIFF_MAGIC
-    from psfkit.optics.microscope import Optics, _tiff_metadata
+    from psfkit.optics.microscope import Optics
 
-    given = {field: getattr(args, field) for field in _OPTICS_OPTIONS if getattr(args, field) is not None}
-    with open(path, "rb") as file:
-        is_tiff = file.read(4) in _TIFF_MAGIC
-    found = {}
-    if is_tiff:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            found = _tiff_metadata(tif)
+    given = {field: getattr(args, field) for field in _OPTICS_OPTIONS if getattr(args, field, None) is not None}
+    found, is_tiff = _metadata(path)
     values = {**found, **given}
     needed = ("na", "wavelength", "pixel_size") + (("z_step",) if ndim == 3 else ())
     missing = [_OPTICS_OPTIONS[name] for name in needed if values.get(name) is None]
@@ -193,30 +206,33 @@ def _optics(args, path, ndim):
             f"missing {', '.join(missing)}: not given and not in {where} ({path}); lengths in um"
             + ("; --z-step is the stack's axial step" if "--z-step" in missing else "")
         )
-    if is_tiff:
-        return Optics.from_tiff(path, **given)
     return Optics(**values)
+
+
+def _identification_optics(args, image):
+    """``(optics or None, cutoff or None, stack)`` of the estimate and deblur commands.
+
+    A multi-page file is one (z, y, x) stack when its z step is known (metadata or --z-step) unless
+    --frames is given; optics are built when the NA or the wavelength is known, or a stack needs them.
+    """
+    physical = [name for name in _OPTICS_OPTIONS if getattr(args, name, None) is not None]
+    if args.cutoff is not None:
+        if physical:
+            raise CommandError(f"give either --cutoff or {_OPTICS_OPTIONS[physical[0]]} (the optics), not both")
+        return None, args.cutoff, False
+    found, _ = _metadata(args.image)
+    values = {**found, **{name: getattr(args, name) for name in physical}}
+    stack = image.ndim == 3 and not args.frames and values.get("z_step") is not None
+    if not (stack or physical or values.get("na") is not None or values.get("wavelength") is not None):
+        return None, None, False  # nothing known: fully blind
+    return _optics(args, args.image, 3 if stack else 2), None, stack
 
 
 def _psf_shape(optics, image_shape):
     """Odd PSF sides: the whole stack depth, laterally the out-of-focus cone of that depth (capped), within the image."""
-    def odd_within(reach, n):
-        side = 2 * int(reach) + 1
-        return max(1, min(side, n if n % 2 else n - 1))
+    from psfkit.identification._nominal import stack_psf_shape
 
-    # lateral reach: 4 Airy radii in focus, the edge of the light cone at the deepest plane of the PSF
-    airy = 0.61 * optics.wavelength / optics.na / optics.pixel_size
-    lateral = 4 * airy
-    shape = []
-    if len(image_shape) == 3:
-        nz = odd_within(image_shape[0] // 2, image_shape[0])
-        sin = optics.na / optics.immersion_index
-        cone = (nz // 2) * optics.z_step * sin / math.sqrt(1 - sin * sin) / optics.pixel_size
-        lateral = max(lateral, cone)
-        shape.append(nz)
-    reach = min(math.ceil(lateral), _MAX_PSF_REACH)
-    shape += [odd_within(reach, n) for n in image_shape[-2:]]
-    return tuple(shape)
+    return stack_psf_shape(optics, (1,) * (3 - len(image_shape)) + tuple(image_shape), None)[3 - len(image_shape):]
 
 
 def cmd_deconvolve(args):
@@ -234,15 +250,14 @@ def cmd_deconvolve(args):
         raise CommandError(f"--psf-shape has {len(shape)} sides for a {image.ndim}-D image of shape {image.shape}")
     start = time.perf_counter()
     psf = microscope_psf(optics, shape, model=args.model)
-    spacing = None
-    if image.ndim == 3:
-        spacing = (optics.z_step, optics.pixel_size, optics.pixel_size)
+    spacing = _spacing(optics, image.ndim == 3)
     restored = deconvolve(
         image, psf, method=args.method, iterations=args.iterations, background=args.background,
-        dtype=np.float32, progress=sys.stderr.isatty(), spacing=spacing,
+        dtype=np.float32, progress=sys.stderr.isatty(), spacing=spacing if image.ndim == 3 else None,
     )
     elapsed = time.perf_counter() - start
-    write_images({output: _as_written([restored]), psf_path: _as_written([psf])}, overwrite=args.force, parents=True)
+    write_images({output: _as_written([restored]), psf_path: _as_written([psf])}, overwrite=args.force, parents=True,
+                 spacing=spacing)
     print(
         f"deconvolved {'x'.join(map(str, image.shape))} with a {args.model} {optics.modality} PSF "
         f"{'x'.join(map(str, shape))} in {elapsed:.1f} s\nrestored image written to {output}\nPSF written to {psf_path}"
@@ -279,6 +294,23 @@ def cmd_demo(args):
         print(f"  wrote {path}")
 
 
+def _optics_options(command, *, stack):
+    """The options describing the microscope (um), each defaulting to the file's metadata."""
+    from psfkit.optics.microscope import MODALITIES
+
+    group = command.add_argument_group("optics", f"lengths in um, defaults from the file's metadata; {stack}")
+    group.add_argument("--na", type=_positive(float), help="numerical aperture")
+    group.add_argument("--wavelength", type=_positive(float), help="emission wavelength")
+    group.add_argument("--pixel-size", type=_positive(float), help="pixel size in the sample plane")
+    group.add_argument("--z-step", type=_positive(float), help="axial step of a stack")
+    group.add_argument("--modality", choices=MODALITIES, help="imaging mode (default: widefield)")
+    group.add_argument("--immersion-index", type=_positive(float), help="immersion refractive index (default 1.515)")
+    group.add_argument("--sample-index", type=_positive(float), help="sample refractive index (default: immersion)")
+    group.add_argument("--excitation", type=_positive(float), help="excitation wavelength (confocal, airyscan)")
+    group.add_argument("--pinhole", type=float, help="pinhole diameter in Airy units (confocal, airyscan)")
+    group.add_argument("--sheet-thickness", type=_positive(float), help="light-sheet FWHM (lightsheet)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         # one line, like every other error: argparse would print the whole usage first
@@ -299,17 +331,19 @@ def parser():
 
     for name, helptext in (("estimate", "estimate the PSF of an image"), ("deblur", "estimate the PSF and deblur")):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("image", help="input TIFF (multi-page: frame by frame) or PNG")
+        c.add_argument("image", help="input TIFF (multi-page: a stack or frames, see --frames) or PNG")
         c.add_argument("-o", "--output", required=name == "deblur", help="output .tif or .png")
         c.add_argument("--cutoff", type=_positive(float),
-                       help="cut-off frequency fc in cycles/pixel (at most 0.27; below 0.125 the PSF is identified "
-                            "on a downsampled copy)")
-        c.add_argument("--na", type=_positive(float), help="numerical aperture")
-        c.add_argument("--wavelength", type=_positive(float), help="emission wavelength (same unit as --pixel-size)")
-        c.add_argument("--pixel-size", type=_positive(float), help="pixel size in the sample plane")
+                       help="cut-off frequency fc in cycles/pixel, instead of the optics (below 0.125 the PSF is "
+                            "identified on a downsampled copy; above 0.27, under-sampled, it is the nominal one)")
+        _optics_options(c, stack="a multi-page file with a known z step is one (z, y, x) stack, given the "
+                                 "nominal 3-D PSF of its optics")
+        c.add_argument("--frames", action="store_true",
+                       help="treat a multi-page file as independent 2-D frames even when its z step is known")
         c.add_argument("--max-amplitude", type=_positive(float), help="known bound of the aberrations (waves)")
         c.add_argument("--grid", type=_grid, help="space-varying PSF map, e.g. 4x4")
-        c.add_argument("--size", type=_positive(int), default=33, help="PSF window side (default 33)")
+        c.add_argument("--size", type=_positive(int), default=None,
+                       help="PSF window side (default 33; for a stack, from the optics)")
         c.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                        help="fit the network's estimate to the image (about 4-8 s on 2 CPU cores; "
                             "default: on for a global PSF that the network finds strongly aberrated, "
@@ -321,23 +355,14 @@ def parser():
             c.add_argument("--iterations", type=_positive(int), default=None)
         c.set_defaults(run=cmd_estimate if name == "estimate" else cmd_deblur, subparser=c)
 
-    from psfkit.optics.microscope import MODALITIES, MODELS
+    from psfkit.optics.microscope import MODELS
 
     d = sub.add_parser("deconvolve", help="deconvolve a 2-D image or a 3-D stack with the PSF of known optics")
     d.add_argument("image", help="input TIFF (a multi-page TIFF is one (z, y, x) stack) or PNG")
     d.add_argument("-o", "--output", required=True, help="output .tif (the PSF goes to <name>_psf.tif)")
-    d.add_argument("--na", type=_positive(float), help="numerical aperture (default: the file's metadata)")
-    d.add_argument("--wavelength", type=_positive(float), help="emission wavelength in um (default: metadata)")
-    d.add_argument("--pixel-size", type=_positive(float), help="pixel size in the sample in um (default: metadata)")
-    d.add_argument("--z-step", type=_positive(float), help="axial step of a stack in um (default: metadata)")
-    d.add_argument("--modality", choices=MODALITIES, help="imaging mode (default: widefield)")
+    _optics_options(d, stack="a multi-page TIFF is one (z, y, x) stack")
     d.add_argument("--model", choices=MODELS, default="scalar",
                    help="PSF model: scalar (non-paraxial, default), born-wolf (paraxial, as deconwolf) or vectorial")
-    d.add_argument("--immersion-index", type=_positive(float), help="immersion refractive index (default 1.515)")
-    d.add_argument("--sample-index", type=_positive(float), help="sample refractive index (default: immersion)")
-    d.add_argument("--excitation", type=_positive(float), help="excitation wavelength in um (confocal, airyscan)")
-    d.add_argument("--pinhole", type=float, help="pinhole diameter in Airy units (confocal, airyscan)")
-    d.add_argument("--sheet-thickness", type=_positive(float), help="light-sheet FWHM in um (lightsheet)")
     d.add_argument("--psf-shape", type=_shape, help="PSF sides, e.g. 39x65x65 (default: from the optics)")
     d.add_argument("--method", default="rl-tv", choices=("rl-tv", "rl", "fista", "wiener"),
                    help="rl-tv (default), rl, fista or wiener (see psfkit.deconvolve)")

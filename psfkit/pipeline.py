@@ -39,13 +39,14 @@ class _NoiseFit:
 def deblur(
     image,
     *,
+    optics=None,
     cutoff=None,
     max_amplitude=None,
     grid=None,
     method="auto",
     iterations=None,
     regularization="auto",
-    size=33,
+    size=None,
     refine=None,
     device=None,
     progress=False,
@@ -54,13 +55,23 @@ def deblur(
 
     Parameters
     ----------
-    image : (M, N) array_like
-        Raw image (any dtype, offset and scale; both sides >= 64 pixels).
+    image : (M, N) or (Z, Y, X) array_like
+        Raw image or stack (any dtype, offset and scale). An image the
+        network identifies needs both sides >= 64 pixels; a stack needs
+        ``optics``.
+    optics : psfkit.Optics, optional
+        The microscope, when known; it gives ``cutoff``. Widefield images
+        sampled at fc <= 0.27 are identified blindly; stacks, confocal,
+        Airyscan and light-sheet images and under-sampled images are
+        deconvolved with the nominal PSF of their optics (see
+        :func:`psfkit.estimate_psf`), stacks with their anisotropic voxel
+        ``(z_step, pixel_size, pixel_size)``.
     cutoff : float, optional
         Known cut-off frequency fc in cycles/pixel; from physical units use
         ``psfkit.cutoff_frequency(numerical_aperture, wavelength, pixel_size)``.
-        At most 0.27; below 0.125 (finely sampled images) the PSF is
-        identified on a downsampled copy (see :func:`psfkit.estimate_psf`).
+        Below 0.125 (finely sampled images) the PSF is identified on a
+        downsampled copy; above 0.27 (under-sampled) it is the nominal
+        pixel-integrated Airy pattern (see :func:`psfkit.estimate_psf`).
     max_amplitude : float, optional
         Known bound (waves) on the aberration coefficients.
     grid : (int, int), optional
@@ -76,7 +87,7 @@ def deblur(
     regularization : "auto" or float, optional
         Passed to :func:`psfkit.deconvolve`.
     size : int, optional
-        Side of the estimated PSF window.
+        Side of the estimated PSF window (see :func:`psfkit.estimate_psf`).
     refine : bool or None, optional
         Fit the network's PSF estimate to the image (about 4-8 s, on one
         CPU thread); ``None`` (default) follows :func:`psfkit.estimate_psf`:
@@ -89,11 +100,12 @@ def deblur(
 
     Returns
     -------
-    restored : (M, N) ndarray
+    restored : (M, N) or (Z, Y, X) ndarray
         Deblurred image, in the intensity units of ``image`` (the estimated
-        camera baseline is kept as the background of the model).
-    psf : (size, size) or (gy, gx, size, size) ndarray
-        The estimated PSF or PSF map.
+        camera baseline is kept as the background of the model); float32
+        for a stack.
+    psf : (size, size), (gy, gx, size, size) or (Z', size, size) ndarray
+        The estimated PSF or PSF map, or the nominal PSF.
 
     See Also
     --------
@@ -106,6 +118,16 @@ def deblur(
     >>> restored, psf = psfkit.deblur(image, iterations=5)
     >>> restored.shape, psf.shape
     ((128, 128), (33, 33))
+
+    A stack is deconvolved with the 3-D PSF of its optics:
+
+    >>> import numpy as np
+    >>> optics = psfkit.Optics(na=1.4, wavelength=0.52, pixel_size=0.1, z_step=0.3)
+    >>> stack = psfkit.simulate_acquisition(
+    ...     np.ones((9, 48, 48)), psfkit.microscope_psf(optics, (9, 15, 15)), gain=100, rng=0)
+    >>> restored, psf = psfkit.deblur(stack, optics=optics, size=15, iterations=5)
+    >>> restored.shape, psf.shape
+    ((9, 48, 48), (9, 15, 15))
     """
     from psfkit.restoration.deconvolution import (
         _check_iterations,
@@ -114,29 +136,33 @@ def deblur(
         deconvolve,
         _deconvolve,
     )
-    from psfkit.identification.estimate import _MIN_SIDE, _estimate_psf
+    from psfkit.identification._nominal import NOMINAL
+    from psfkit.identification.estimate import _estimate_psf
 
     # validated once, here: the estimation below trusts it (the deconvolution, public, checks it again)
-    image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE)
+    image = as_float_array(image, "image", ndim=(2, 3))
     check_choice(method, "method", _METHODS)
     # the deconvolution's options are checked before the PSF estimation (seconds) runs
     progress = check_bool(progress, "progress")
     if iterations is not None:
         _check_iterations(iterations)
     if not (isinstance(regularization, str) and regularization == "auto"):
-        _check_regularization(regularization, "rl-tv" if method == "auto" else method, 2)
+        _check_regularization(regularization, "rl-tv" if method == "auto" else method, image.ndim)
+    if method == "unrolled" and image.ndim == 3:
+        raise ValueError('method="unrolled" is 2-D only (the network was trained on images); use "rl-tv" for a stack')
     if method == "unrolled" and not automatic_settings(iterations, regularization):
         raise ValueError(
             'method="unrolled" has its number of steps and its regularisation fixed by training; '
             'leave iterations=None and regularization="auto"'
         )
     noise = _NoiseFit(image)  # fitted at most once, shared by the refinement and the deconvolution
-    psf = _estimate_psf(
-        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device,
-        noise=noise, checked=True,
+    psf, info = _estimate_psf(
+        image, optics=optics, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine,
+        device=device, return_coefficients=True, noise=noise, checked=True,
     )
-    if method == "auto":  # iterations and a weight are rl-tv's knobs; without them the learned network
-        method = "unrolled" if automatic_settings(iterations, regularization) else "rl-tv"
+    nominal = info["source"] == NOMINAL
+    if method == "auto":  # iterations and a weight are rl-tv's knobs, as is a PSF the network never saw
+        method = "unrolled" if automatic_settings(iterations, regularization) and not nominal else "rl-tv"
     background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
     options = {  # deconvolve's own defaults for everything deblur does not set
         **deconvolve.__kwdefaults__,
@@ -147,5 +173,7 @@ def deblur(
         "progress": progress,
         "device": device,
     }
+    if image.ndim == 3:  # a stack: its voxel, and half the memory
+        options.update(spacing=(optics.z_step, optics.pixel_size, optics.pixel_size), dtype=np.float32)
     restored = _deconvolve(image, psf, **options, noise=noise)
     return restored, psf

@@ -77,8 +77,10 @@ def assert_one_line_error(stderr, command, message):
     "args, message",
     [
         (["estimate", "missing.tif"], "not found"),
-        (["estimate", "IMAGE", "--cutoff", "0.6"], "cutoff"),
-        (["estimate", "IMAGE", "--na", "1.4"], "together"),
+        (["estimate", "IMAGE", "--cutoff", "1.6"], "cutoff"),
+        (["estimate", "IMAGE", "--na", "1.4"], "missing --wavelength, --pixel-size"),
+        (["estimate", "IMAGE", "--na", "1.4", "--cutoff", "0.2"], "not both"),
+        (["estimate", "IMAGE", "--z-step", "0.3"], "missing --na, --wavelength, --pixel-size"),  # a stack needs optics
         (["deblur", "IMAGE", "-o", "out.jpg"], "unsupported"),
         # outputs the file system refuses, found before any work is done
         (["estimate", "TINY", "-o", "afile/out.tif"], "not a directory"),
@@ -354,3 +356,45 @@ def test_deconvolve_writes_both_outputs_or_neither(stacks, monkeypatch, capsys):
     assert_one_line_error(capsys.readouterr().err, "deconvolve", "no space left on device")
     assert list(out.parent.iterdir()) == []
     monkeypatch.undo()
+
+
+def test_restored_files_carry_their_voxel_size(stacks):
+    import psfkit
+    from psfkit.cli import main
+
+    out = stacks / "restored.tif"
+    assert main(["deconvolve", str(stacks / "imagej.tif"), "-o", str(out), "--na", "1.2", "--wavelength", "0.5",
+                 "--pixel-size", "0.12", "--iterations", "2"]) == 0
+    for path in (out, stacks / "restored_psf.tif"):  # Fiji and psfkit read the calibration back
+        optics = psfkit.Optics.from_tiff(path, na=1.2, wavelength=0.5)
+        assert optics.pixel_size == pytest.approx(0.12) and optics.z_step == pytest.approx(0.3)
+
+
+# ------------------------------------------------------- estimate / deblur with optics
+
+
+def test_deblur_a_stack_with_the_nominal_psf_of_its_optics(stacks, capsys):
+    import psfkit
+    from psfkit.cli import main
+
+    out = stacks / "deblurred.tif"
+    assert main(["deblur", str(stacks / "imagej.tif"), "-o", str(out), "--na", "1.2", "--wavelength", "0.5",
+                 "--size", "9", "--iterations", "3"]) == 0
+    assert "nominal 3-D PSF" in capsys.readouterr().out  # the user is told what was done
+    restored, psf = tifffile.imread(out), tifffile.imread(stacks / "deblurred_psf.tif")
+    assert restored.shape == (8, 32, 32)
+    optics = psfkit.Optics(na=1.2, wavelength=0.5, pixel_size=0.1, z_step=0.3)
+    np.testing.assert_allclose(psf, psfkit.microscope_psf(optics, (7, 9, 9)), rtol=1e-5, atol=1e-7)
+    assert psfkit.Optics.from_tiff(out, na=1.2, wavelength=0.5).z_step == pytest.approx(0.3)
+
+
+def test_estimate_takes_a_stack_as_frames_when_asked(stacks, capsys):
+    from psfkit.cli import main
+
+    stack = stacks / "imagej.tif"
+    common = ["--na", "1.2", "--wavelength", "0.5", "--modality", "confocal", "--excitation", "0.45", "--size", "9"]
+    assert main(["estimate", str(stack), "-o", str(stacks / "one.tif"), *common]) == 0
+    assert tifffile.imread(stacks / "one.tif").shape == (7, 9, 9)  # one 3-D PSF
+    assert main(["estimate", str(stack), "-o", str(stacks / "per_frame.tif"), "--frames", *common]) == 0
+    assert tifffile.imread(stacks / "per_frame.tif").shape == (8, 9, 9)  # a confocal in-focus PSF per frame
+    assert "confocal optics: the nominal PSF" in capsys.readouterr().out

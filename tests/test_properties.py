@@ -169,6 +169,10 @@ def bad_reals(*, strict=True, low=None, high=None, below=None, allow_none=False)
     return st.one_of(options)
 
 
+# anything but a psfkit.Optics or None, where optics are optional
+NOT_OPTIONAL_OPTICS = st.sampled_from([1.2, "widefield", {"na": 1.2}, (1.2, 0.5, 0.1), object()])
+
+
 def bad_ints(minimum=None, maximum=None, *, allow_none=False):
     values = [2.5, 3.0, "3", b"3", True, False, 1j, [3], np.float64(3.0), np.nan]
     if not allow_none:
@@ -443,9 +447,10 @@ CASES = {
         lambda: dict(image=IMG64, refine=False),
         {
             "image": st.one_of(bad_arrays(IMG64, allowed_ndims={2}), st.just(np.ones((63, 128)))),
-            "cutoff": bad_reals(high=0.27, allow_none=True),
+            "cutoff": bad_reals(high=1.0, allow_none=True),
+            "optics": NOT_OPTIONAL_OPTICS,
             "max_amplitude": bad_reals(high=0.3, allow_none=True),
-            "size": bad_ints(1, 4097),
+            "size": bad_ints(1, 4097, allow_none=True),
             "refine": st.sampled_from(["yes", 1, 0, "False", 1.0, [True]]),
             "device": st.sampled_from([5, "foo", 1.5, ["cpu"]]),
             "return_coefficients": bad_flags(),
@@ -456,12 +461,13 @@ CASES = {
         lambda: dict(image=IMG64, refine=False, method="rl", iterations=2, size=9),
         {
             "image": st.one_of(bad_arrays(IMG64, allowed_ndims={2}), st.just(np.ones((63, 128)))),
-            "cutoff": bad_reals(high=0.27, allow_none=True),
+            "cutoff": bad_reals(high=1.0, allow_none=True),
+            "optics": NOT_OPTIONAL_OPTICS,
             "max_amplitude": bad_reals(high=0.3, allow_none=True),
             "method": bad_choices(("auto", "unrolled", "rl-tv", "rl", "fista", "wiener")),
             "iterations": bad_ints(1, allow_none=True),
             "regularization": st.sampled_from(["none", None, [0.1], np.nan, -1.0, 0.5, True]),
-            "size": bad_ints(1, 4097),
+            "size": bad_ints(1, 4097, allow_none=True),
             "refine": st.sampled_from(["yes", 1, 0, "False", 1.0]),
             "device": st.sampled_from([5, "foo", 1.5]),
             "progress": bad_flags(),

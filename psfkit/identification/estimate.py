@@ -6,8 +6,10 @@ import numpy as np
 
 from psfkit._validation import as_float_array, check_bool, check_int, check_positive
 from psfkit.identification._orientation import choose_orientation
+from psfkit.identification._nominal import IDENTIFIED, NOMINAL, check_optics, nominal_psf, route
 from psfkit.identification._refine import _DEFAULT_BOUND
 from psfkit.learned._weights import bundled_network, resolve_device
+from psfkit.learned.ranges import FC_RANGE
 from psfkit.identification.resampling import dct_downsample, oversampling_factor
 from psfkit.optics.zernike import MAX_SIZE
 
@@ -51,14 +53,14 @@ def refines_by_default(coefficients):
     return bool(np.max(np.abs(coefficients)) > _REFINE_ABOVE)
 
 
-def _check_cutoff(cutoff, hi):
+def _check_cutoff(cutoff):
     if cutoff is None:
         return None
     check_positive(cutoff, "cutoff")
-    if cutoff > hi:
+    if cutoff > 1:
         raise ValueError(
-            f"cutoff must be at most {hi} cycles/pixel, got {cutoff!r}: above 0.25 the image is under-sampled "
-            "(aliased) and its aberrations are not identified (the spectral fit alone reached ~5 dB PSF SNR there)"
+            f"cutoff must be at most 1 cycle/pixel, got {cutoff!r}: fc = NA x pixel size / wavelength; above 1 the "
+            "pixels are so coarse that the PSF is one pixel"
         )
     return float(cutoff)
 
@@ -149,18 +151,29 @@ def _align_signs(coefficients, reference):
 
 
 def estimate_psf(
-    image, *, cutoff=None, max_amplitude=None, size=33, grid=None, refine=None, device=None, return_coefficients=False
+    image, *, optics=None, cutoff=None, max_amplitude=None, size=None, grid=None, refine=None, device=None,
+    return_coefficients=False,
 ):
     r"""Estimate the PSF of a microscope image blindly, with the bundled network.
 
     Parameters
     ----------
-    image : (M, N) array_like
-        Raw image: any float or integer dtype, any offset (camera baseline)
-        and scale. Both sides must be at least 64 pixels.
+    image : (M, N) or (Z, Y, X) array_like
+        Raw image or stack: any float or integer dtype, any offset (camera
+        baseline) and scale. An image the network identifies must be at
+        least 64 pixels a side; a stack needs ``optics`` (see Notes).
+    optics : psfkit.Optics, optional
+        The microscope, when known (NA, wavelength, pixel size, modality;
+        ``z_step`` for a stack). It sets ``cutoff`` to
+        ``optics.cutoff_frequency`` (give one or the other) and decides what
+        is returned (see Notes): the identified PSF of a widefield image
+        sampled at fc <= 0.27, else the nominal (aberration-free)
+        :func:`psfkit.microscope_psf` of the optics.
     cutoff : float, optional
-        Known cut-off frequency fc (cycles/pixel, at most 0.27; see
-        :func:`psfkit.cutoff_frequency`). ``None``: estimated too, within
+        Known cut-off frequency fc (cycles/pixel, at most 1; see
+        :func:`psfkit.cutoff_frequency`). Above 0.27 (under-sampled,
+        aliased images) the aberrations are not identified: the PSF returned
+        is the pixel-integrated in-focus Airy pattern at fc. ``None``: estimated too, within
         the network's range [0.1, 0.27]. A known fc below the training range
         0.125 (finely sampled, e.g. confocal, images) is handled by
         identifying the PSF on the image downsampled by an integer factor
@@ -172,7 +185,9 @@ def estimate_psf(
         (0, 0.3]. ``None``: unknown.
     size : int, optional
         Side of the returned PSF window (odd or even, at most 4097; centre at
-        ``size // 2``).
+        ``size // 2``); 33 by default. For a stack, the lateral side (odd)
+        of the (Z', size, size) PSF, whose depth is the stack's (odd); by
+        default the out-of-focus cone of that depth, at most 65.
     grid : (int, int), optional
         ``(gy, gx)``: return a map of local PSFs estimated on a regular grid
         of regions (centres at ``((i + 0.5) M / gy, (j + 0.5) N / gx)``), in
@@ -219,7 +234,7 @@ def estimate_psf(
 
     Returns
     -------
-    psf : (size, size) or (gy, gx, size, size) ndarray
+    psf : (size, size), (gy, gx, size, size) or (Z', size, size) ndarray
         Non-negative float64 PSF(s), each summing to 1, in the orientation of
         :func:`psfkit.zernike_psf`.
     info : dict
@@ -230,7 +245,8 @@ def estimate_psf(
         ``refine``, ``"coefficients"`` are those of the candidate whose PSF
         is nearest the weighted mean returned as ``psf`` (its
         ``zernike_psf`` can differ from it) and ``"cutoff"`` is the
-        candidates' likelihood-weighted mean fc.
+        candidates' likelihood-weighted mean fc. ``"source"``: ``"identified"``
+        or ``"nominal"`` (then the coefficients are zero).
 
     Warns
     -----
@@ -258,6 +274,15 @@ def estimate_psf(
     The model card next to the weights (``psfkit/learned/weights``) records
     the training recipe and the validation figures.
 
+    The network and the refinement model the scalar pupil of a widefield
+    microscope, Nyquist-sampled. What they cannot identify gets the nominal
+    PSF of the optics, :func:`psfkit.microscope_psf` (scalar model, no
+    aberration), and ``info["source"]`` says so: a (Z, Y, X) stack (its 3-D
+    PSF over the stack's depth), a confocal, Airyscan or light-sheet image
+    (the in-focus plane of its modality's PSF), and an under-sampled image
+    (fc > 0.27). ``max_amplitude``, ``refine`` and ``device`` then play no
+    part; ``grid`` is refused.
+
     Examples
     --------
     >>> import psfkit
@@ -278,15 +303,23 @@ def estimate_psf(
     >>> psf, info = psfkit.estimate_psf(image, cutoff=fc, size=65, return_coefficients=True)
     >>> psf.shape, round(info["cutoff"], 3)
     ((65, 65), 0.081)
+
+    A widefield stack gets the nominal 3-D PSF of its optics:
+
+    >>> import numpy as np
+    >>> optics = psfkit.Optics(na=1.4, wavelength=0.52, pixel_size=0.1, z_step=0.3)
+    >>> stack = np.ones((9, 64, 64))
+    >>> psfkit.estimate_psf(stack, optics=optics, size=21).shape
+    (9, 21, 21)
     """
     return _estimate_psf(
-        image, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device,
+        image, optics=optics, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine, device=device,
         return_coefficients=return_coefficients,
     )
 
 
 def _estimate_psf(
-    image, *, cutoff=None, max_amplitude=None, size=33, grid=None, refine=None, device=None, return_coefficients=False,
+    image, *, optics=None, cutoff=None, max_amplitude=None, size=None, grid=None, refine=None, device=None, return_coefficients=False,
     noise=None, checked=False,
 ):
     """:func:`estimate_psf` with what :func:`psfkit.deblur` has already computed.
@@ -295,19 +328,34 @@ def _estimate_psf(
     ``image`` (:func:`psfkit.restoration._regularization.noise_model`), called
     only if the refinement runs on the image itself (not downsampled); None:
     the refinement measures it. ``checked``: ``image`` is already a finite
-    2-D float array of at least 64 pixels a side.
+    2-D or 3-D float array.
     """
     import torch
 
     from psfkit.optics.psf import zernike_psf
-    from psfkit.learned.ranges import FC_RANGE
     from psfkit.learned.spectral import welch_log_spectrum
 
     if checked:
         image = _as_float32(image)
     else:
-        image = as_float_array(image, "image", ndim=2, min_size=_MIN_SIDE, dtype=np.float32)
-    cutoff = _check_cutoff(cutoff, FC_RANGE[1])
+        image = as_float_array(image, "image", ndim=(2, 3), dtype=np.float32)
+    optics = check_optics(optics)
+    if optics is not None:
+        if cutoff is not None:
+            raise ValueError("give cutoff or optics, not both (the optics give fc = optics.cutoff_frequency)")
+        cutoff = optics.cutoff_frequency
+    cutoff = _check_cutoff(cutoff)
+    source, _ = route(image.ndim, optics, cutoff, FC_RANGE[1])
+    if image.ndim == 3 and optics is None:
+        raise ValueError(
+            f"image is a (Z, Y, X) stack of shape {image.shape}: pass optics=psfkit.Optics(..., z_step=...), "
+            "whose nominal 3-D PSF is returned (or estimate the planes one by one)"
+        )
+    if source == NOMINAL:
+        return _nominal(image.shape, optics, cutoff, max_amplitude, size, grid, refine, device, return_coefficients)
+    if min(image.shape) < _MIN_SIDE:
+        raise ValueError(f"image must have at least {_MIN_SIDE} pixels along every axis, got shape {image.shape}")
+    size = 33 if size is None else size
     # a known fc below the training range: identify on a downsampled image (see .resampling)
     factor = 1 if cutoff is None else oversampling_factor(cutoff)
     user_cutoff = cutoff
@@ -371,7 +419,7 @@ def _estimate_psf(
     global_theta = candidates[nearest]
     if grid is None:
         fc_mean = _mean_cutoff(weights, candidate_fc, user_cutoff)
-        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": fc_mean, "refined": refined}
+        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": fc_mean, "refined": refined, "source": IDENTIFIED}
     else:
         from scipy.ndimage import median_filter
 
@@ -381,5 +429,24 @@ def _estimate_psf(
         psf = np.stack(
             [zernike_psf(local[i, j], cutoff=local_fc[i, j], size=size, indices=NOLL) for i in range(grid[0]) for j in range(grid[1])]
         ).reshape(grid[0], grid[1], size, size)
-        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc, "refined": refined}
+        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc, "refined": refined, "source": IDENTIFIED}
+    return (psf, info) if return_coefficients else psf
+
+
+def _nominal(shape, optics, cutoff, max_amplitude, size, grid, refine, device, return_coefficients):
+    """The nominal PSF of an image the network does not identify (see :mod:`._nominal`), its options checked."""
+    _check_condition(max_amplitude, "max_amplitude", 1e-6, 0.3)
+    if refine is not None and not isinstance(refine, bool):
+        raise ValueError(f"refine must be True, False or None, got {refine!r}")
+    return_coefficients = check_bool(return_coefficients, "return_coefficients")
+    resolve_device(device)
+    if grid is not None:
+        raise ValueError(
+            "grid is only for a widefield image the network identifies (a 2-D image sampled at fc <= 0.27); "
+            f"this image gets the nominal PSF of its optics ({route(len(shape), optics, cutoff, FC_RANGE[1])[1]})"
+        )
+    size = check_int(size if size is not None else 33 if len(shape) == 2 else None, "size", minimum=1,
+                     maximum=MAX_SIZE, allow_none=True)
+    psf = nominal_psf(shape, optics, cutoff, size)
+    info = {"noll": NOLL, "coefficients": np.zeros(len(NOLL)), "cutoff": cutoff, "refined": False, "source": NOMINAL}
     return (psf, info) if return_coefficients else psf

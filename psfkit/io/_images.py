@@ -9,6 +9,7 @@ renamed onto its final name only once every image has been written.
 import contextlib
 import errno
 import importlib
+import math
 import os
 import secrets
 import warnings
@@ -205,7 +206,7 @@ def check_writable(path, *, overwrite=False, parents=False):
     return path
 
 
-def write_image(path, array, *, overwrite=False, parents=False):
+def write_image(path, array, *, overwrite=False, parents=False, spacing=None):
     """Write an image or a stack of frames to a TIFF or PNG file, atomically.
 
     Parameters
@@ -221,6 +222,12 @@ def write_image(path, array, *, overwrite=False, parents=False):
         Whether an existing file may be replaced (default: refuse).
     parents : bool, optional
         Whether to create missing parent directories.
+    spacing : (dy, dx) or (dz, dy, dx) sequence of float, optional
+        Pixel (voxel) size in um, stored in a TIFF so that ImageJ/Fiji,
+        :meth:`psfkit.Optics.from_tiff` and other readers calibrate it: as
+        ImageJ metadata (unit um, ``spacing`` = dz) for uint8, uint16 and
+        float32 arrays, as centimetre ``X/YResolution`` tags (no z) for
+        other dtypes. Ignored for PNG.
 
     Returns
     -------
@@ -249,10 +256,10 @@ def write_image(path, array, *, overwrite=False, parents=False):
     ...
     FileExistsError: [Errno 17] the output exists: '...image.png'
     """
-    return write_images({path: array}, overwrite=overwrite, parents=parents)[0]
+    return write_images({path: array}, overwrite=overwrite, parents=parents, spacing=spacing)[0]
 
 
-def write_images(images, *, overwrite=False, parents=False):
+def write_images(images, *, overwrite=False, parents=False, spacing=None):
     """Write several images, all or none of them.
 
     Every image is checked, then written to a temporary file beside its
@@ -267,11 +274,14 @@ def write_images(images, *, overwrite=False, parents=False):
         Output file name and image, as for :func:`write_image`.
     overwrite, parents : bool, optional
         As for :func:`write_image`.
+    spacing : sequence of float, optional
+        As for :func:`write_image`, for every TIFF written.
 
     Returns
     -------
     paths : list of pathlib.Path
     """
+    spacing = _check_spacing(spacing)
     items = [
         (check_writable(path, overwrite=overwrite, parents=parents), _encodable(path, array))
         for path, array in images.items()
@@ -281,7 +291,7 @@ def write_images(images, *, overwrite=False, parents=False):
         for path, _ in items:
             _make_directories(path.parent, created)
         for path, array in items:
-            temporaries.append(_write_temporary(path, array))
+            temporaries.append(_write_temporary(path, array, spacing))
         for temporary, (path, _) in zip(temporaries, items):
             os.replace(temporary, path)
     except BaseException:
@@ -322,14 +332,42 @@ def _make_directories(directory, created):
         created.append(directory)
 
 
-def _write_temporary(path, array):
+def _check_spacing(spacing):
+    """``spacing`` as 2 or 3 positive finite floats (um), or None."""
+    if spacing is None:
+        return None
+    try:
+        values = tuple(float(v) for v in spacing)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing must be 2 or 3 positive numbers (dz, dy, dx) in um, got {spacing!r}")
+    return values
+
+
+def _tiff_calibration(array, spacing):
+    """tifffile.imwrite keywords storing ``spacing`` (see :func:`write_image`)."""
+    if spacing is None:
+        return {}
+    dy, dx = spacing[-2:]
+    if array.dtype in (np.uint8, np.uint16, np.float32) and array.ndim in (2, 3):  # what ImageJ reads
+        metadata = {"unit": "um", "axes": "YX"}
+        if array.ndim == 3:  # a z stack with a z step, else a series of planes
+            metadata.update({"axes": "ZYX", "spacing": spacing[0]} if len(spacing) == 3 else {"axes": "TYX"})
+        return {"imagej": True, "resolution": (1 / dx, 1 / dy), "metadata": metadata}
+    return {"resolution": (1e4 / dx, 1e4 / dy), "resolutionunit": "CENTIMETER"}
+
+
+def _write_temporary(path, array, spacing=None):
     # hidden, in the output's directory (os.replace cannot cross file systems), same extension so
     # the writer picks the format; created with 0o666 like open() would (mkstemp gives 0o600)
     temporary = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}")
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # claim the name
     try:
         if path.suffix.lower() in _TIFF_SUFFIXES:
-            _tifffile().imwrite(temporary, array)
+            # grey always: tifffile would otherwise write a (..., 3 or 4, M, N) array as planar RGB(A)
+            options = {"photometric": "minisblack", **_tiff_calibration(array, spacing)}
+            _tifffile().imwrite(temporary, array, **options)
         else:
             _imageio().imwrite(temporary, array)
     except BaseException:

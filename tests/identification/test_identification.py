@@ -126,7 +126,10 @@ def test_default_threshold_separates_mild_from_strong_aberrations():
         ({"image": np.ones((32, 200))}, ValueError),  # smaller than one window
         ({"image": np.ones((3, 100, 100))}, ValueError),
         ({"image": np.full((100, 100), np.nan)}, ValueError),
-        ({"cutoff": 0.4}, ValueError),  # under-sampled
+        ({"cutoff": 1.5}, ValueError),  # a PSF narrower than a pixel
+        ({"cutoff": 0.2, "optics": psfkit.Optics(na=1.4, wavelength=0.52, pixel_size=0.07)}, ValueError),  # both
+        ({"optics": (1.4, 0.52, 0.07)}, TypeError),
+        ({"cutoff": 0.4, "grid": (2, 2)}, ValueError),  # a nominal PSF has no map
         ({"cutoff": 0.03}, ValueError),  # over-sampled 6 x: the image would need 384 pixels a side
         ({"cutoff": -0.2}, ValueError),
         ({"max_amplitude": 0.0}, ValueError),
