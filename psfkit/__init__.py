@@ -33,7 +33,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "restoration.deconvolution": ["deconvolve"],
         "identification.estimate": ["estimate_psf"],
         "pipeline": ["deblur"],
-        "metrics": ["psf_snr"],
+        "metrics": ["decorrelation_resolution", "psf_snr"],
     },
 )
 __all__ = [*__all__, "__version__"]

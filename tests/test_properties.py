@@ -484,6 +484,17 @@ CASES = {
             "max_shift": bad_ints(0),
         },
     ),
+    "decorrelation_resolution": (
+        psfkit.decorrelation_resolution,
+        lambda: dict(image=IMG),
+        {
+            "image": st.one_of(bad_arrays(IMG, allowed_ndims={2, 3}), st.just(np.ones((15, 16)))),
+            "pixel_size": bad_reals(allow_none=True),
+            "n_radii": bad_ints(10, 1000),
+            "n_highpass": bad_ints(5, 100),
+            "return_info": bad_flags(),
+        },
+    ),
     "psnr": (
         metrics.psnr,
         lambda: dict(image=IMG, reference=IMG + 1.0),
