@@ -1,5 +1,6 @@
 """Real images: the bundled microscopy sample and scikit-image's offline images."""
 
+import copy
 import functools
 import os
 
@@ -15,6 +16,11 @@ _INFO = {
         "unit": "micrometre",
         "source": "sdeconv 1.0.4 wheel, sdeconv/data/celegans.tif (github.com/sylvainprigent/sdeconv)",
         "licence": "BSD-3-Clause (Copyright (c) 2021, STracking)",
+        # the file states the modality and the pixel size only; the rest is a typical Airyscan set-up
+        "optics": {
+            "modality": "airyscan", "pixel_size": 0.0426, "na": 1.4, "wavelength": 0.52, "excitation": 0.488,
+        },
+        "optics_assumed": ("na", "wavelength", "excitation"),
     },
     "cell": {
         "description": "quantitative phase image of a cell floating in saline (scikit-image's data.cell)",
@@ -66,7 +72,11 @@ def sample_info(name):
     -------
     info : dict
         Keys ``description``, ``shape``, ``pixel_size`` (in ``unit``),
-        ``unit``, ``source`` and ``licence``. A new dict at every call.
+        ``unit``, ``source`` and ``licence``; for ``"celegans"`` also
+        ``optics`` (the :class:`psfkit.Optics` fields, um) and
+        ``optics_assumed`` (those fields not stated by the source: an oil
+        NA 1.4 objective, GFP-like 488 nm excitation and 520 nm emission).
+        A new dict at every call.
 
     Examples
     --------
@@ -76,7 +86,7 @@ def sample_info(name):
     """
     if not isinstance(name, str) or name not in _INFO:
         raise ValueError(f"unknown sample name {name!r}; expected one of {', '.join(map(repr, _INFO))}")
-    return dict(_INFO[name])
+    return copy.deepcopy(_INFO[name])
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import psfkit
 from psfkit import data
 from psfkit.data import (
     celegans,
@@ -232,6 +233,10 @@ def test_sample_info():
     info["pixel_size"] = 1.0  # a copy
     assert sample_info("celegans")["pixel_size"] == 0.0426
     assert sample_info("cell")["pixel_size"] == 0.107
+    optics = psfkit.Optics(**sample_info("celegans")["optics"])  # what the demo deblurs with
+    assert optics.modality == "airyscan" and optics.pixel_size == 0.0426
+    sample_info("celegans")["optics"]["na"] = 0.5  # nested values are copies too
+    assert sample_info("celegans")["optics"]["na"] == 1.4
     with pytest.raises(ValueError, match="sample"):
         sample_info("lena")
 
