@@ -26,8 +26,10 @@ Methods called ``forward``/``adjoint`` write into an ``out`` array supplied by
 the caller; input arrays are never modified.
 """
 
+import concurrent.futures
 import itertools
 import math
+import threading
 
 import numba
 import numpy as np
@@ -195,14 +197,226 @@ class RealFFT:
         return out
 
 
+# Tasks of the chunked in-place FFT: planes of about this many bytes (an L2 cache, few Python calls), and
+# the first axis in about this many column chunks (enough to share out, few Python calls).
+_TASK_BYTES = 1 << 18
+_FIRST_AXIS_TASKS = 16
+
+
+def _chunk(item_bytes, target):
+    """About ``target`` items (at least 1), rounded up so that a chunk of them keeps the next one SIMD-aligned."""
+    step = pyfftw.simd_alignment // math.gcd(item_bytes, pyfftw.simd_alignment)
+    return -(-max(target, 1) // step) * step
+
+
+def _covering(start, stop, size, length):
+    """``(start, stop)`` of the chunks of ``size`` items (the last one of ``range(length)`` shorter) covering
+    ``start:stop``."""
+    return [(a, min(a + size, length)) for a in range(start // size * size, stop, size)]
+
+
+class InPlaceFFT:
+    """Planned in-place real FFT of one shape: ``real`` and ``spectrum`` are views of one buffer.
+
+    The buffer's last axis is padded to ``2 (n // 2 + 1)`` (FFTW's in-place layout), so a solver needs one
+    grid-sized array where an out-of-place transform needs a real and a complex one. The inverse is
+    unnormalised.
+
+    With pyFFTW the transform runs in chunks: the other axes of a few planes (first-axis indices) at a time,
+    out of place through a small scratch, then the first axis, a few columns at a time. FFTW's own in-place
+    r2c copies every row and was ~10-20 % slower than out-of-place; the chunks are ~10 % faster than
+    out-of-place (96 x 288 x 288 float32, one thread), give the same bits, and skip planes known to be zero
+    (``nonzero``) or not wanted (``wanted``). Threads take chunks one at a time with single-threaded plans, so
+    the bits do not depend on the thread count, and a thread that another process holds up takes fewer. FFTW's
+    own threads split every call in fixed shares and wait for the slowest: on a 2-core machine with one core
+    busy, 2 threads were slower than 1 (3-D plans, the multi-threaded RL "slower than one thread") or 3x
+    slower (threaded plans per plane).
+    """
+
+    def __init__(self, shape, dtype, workers=None):
+        self.shape = tuple(int(n) for n in shape)
+        self.threads = threads(workers) if math.prod(self.shape) >= _THREADED_SIZE else 1
+        self.buffer = empty(self.shape[:-1] + (2 * (self.shape[-1] // 2 + 1),), dtype)
+        self.real = self.buffer[..., : self.shape[-1]]
+        self.spectrum = self.buffer.view(complex_dtype(dtype))
+        if pyfftw is None:
+            return
+        plane, column = self.spectrum.strides[:2]
+        self._planes = _chunk(plane, _TASK_BYTES // plane)
+        self._columns = _chunk(column, self.spectrum.shape[1] // _FIRST_AXIS_TASKS)
+        if math.prod(self.shape) < _THREADED_SIZE:  # one task per pass: more would cost more calls than they save
+            self._planes, self._columns = self.shape[0], self.spectrum.shape[1]
+        self._plans = [self._thread_plans() for _ in range(self.threads)]
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
+
+    def _thread_plans(self):
+        """One thread's plans, by chunk size (a full chunk and the shorter last one): scratch, r2c and c2r of the
+        other axes of a few planes, and forward and inverse of the first axis of a few columns."""
+        forward = dict(threads=1, flags=(_PLANNER,))
+        backward = dict(direction="FFTW_BACKWARD", threads=1, flags=(_PLANNER, "FFTW_DESTROY_INPUT"))
+        rest = tuple(range(1, len(self.shape)))
+        planes, columns = {}, {}
+        for _, stop in _covering(0, self.shape[0], self._planes, self.shape[0])[-2:]:
+            count = stop % self._planes or min(self._planes, self.shape[0])
+            scratch = empty((count,) + self.spectrum.shape[1:], self.spectrum.dtype)
+            real = self.real[:count]
+            planes[count] = (scratch, pyfftw.FFTW(real, scratch, axes=rest, **forward),
+                             pyfftw.FFTW(scratch, real, axes=rest, **backward))
+        width = self.spectrum.shape[1]
+        for _, stop in _covering(0, width, self._columns, width)[-2:]:
+            count = stop % self._columns or min(self._columns, width)
+            chunk = self.spectrum[:, :count]
+            columns[count] = (pyfftw.FFTW(chunk, chunk, axes=(0,), **forward),
+                              pyfftw.FFTW(chunk, chunk, axes=(0,), **backward))
+        return planes, columns
+
+    def _share(self, tasks, step):
+        """Run ``step(plans, task)`` for every task, the threads taking them on demand."""
+        tasks = iter(tasks)
+        lock = threading.Lock()
+
+        def worker(plans):
+            while True:
+                with lock:
+                    task = next(tasks, None)
+                if task is None:
+                    return
+                step(plans, task)
+
+        helpers = [self._pool.submit(worker, plans) for plans in self._plans[1:]] if self._pool else []
+        worker(self._plans[0])
+        for helper in helpers:
+            helper.result()
+
+    def _first_axis(self, inverse):
+        def step(plans, piece):
+            start, stop = piece
+            columns = self.spectrum[:, start:stop]
+            plan = plans[1][stop - start][inverse]
+            plan.update_arrays(columns, columns)
+            plan.execute()
+
+        width = self.spectrum.shape[1]
+        self._share(_covering(0, width, self._columns, width), step)
+
+    def _planes_forward(self, nonzero):
+        pieces = _covering(*nonzero.indices(self.shape[0])[:2], self._planes, self.shape[0])
+        self.spectrum[: pieces[0][0]] = 0
+        self.spectrum[pieces[-1][1] :] = 0
+
+        def step(plans, piece):
+            start, stop = piece
+            scratch, plan, _ = plans[0][stop - start]
+            plan.update_arrays(self.real[start:stop], scratch)
+            plan.execute()
+            self.spectrum[start:stop] = scratch
+
+        self._share(pieces, step)
+
+    def _planes_inverse(self, wanted):
+        def step(plans, piece):
+            start, stop = piece
+            scratch, _, plan = plans[0][stop - start]
+            scratch[...] = self.spectrum[start:stop]
+            plan.update_arrays(scratch, self.real[start:stop])
+            plan.execute()
+
+        self._share(_covering(*wanted.indices(self.shape[0])[:2], self._planes, self.shape[0]), step)
+
+    def forward(self, nonzero=slice(None)):
+        """``spectrum`` <- real FFT of ``real``, whose planes (first axis) outside ``nonzero`` are zero."""
+        if pyfftw is None:
+            import scipy.fft
+
+            self.spectrum[...] = scipy.fft.rfftn(self.real, workers=self.threads)
+            return
+        self._planes_forward(nonzero)
+        self._first_axis(False)
+
+    def inverse(self, wanted=slice(None)):
+        """``real`` <- unnormalised inverse real FFT of ``spectrum``, on the planes ``wanted`` (others: garbage)."""
+        if pyfftw is None:
+            import scipy.fft
+
+            self.real[...] = scipy.fft.irfftn(self.spectrum, s=self.shape, norm="forward", workers=self.threads)
+            return
+        self._first_axis(True)
+        self._planes_inverse(wanted)
+
+    def filter(self, otf, conjugate, nonzero=slice(None), wanted=slice(None)):
+        """``real`` <- unnormalised inverse FFT of FFT(``real``) times ``otf`` (conjugated if ``conjugate``).
+
+        ``nonzero`` and ``wanted`` as for :meth:`forward` and :meth:`inverse`. A chunk of columns is multiplied
+        between its two first-axis transforms, while it is in cache: two passes over the spectrum fewer.
+        """
+        if pyfftw is None:
+            self.forward()
+            _cmul(_flat(self.spectrum), _flat(otf), conjugate)
+            return self.inverse()
+        self._planes_forward(nonzero)
+
+        def step(plans, piece):
+            start, stop = piece
+            columns = self.spectrum[:, start:stop]
+            forward, inverse = plans[1][stop - start]
+            forward.update_arrays(columns, columns)
+            forward.execute()
+            _cmul_3d(_columns_3d(columns), _columns_3d(otf[:, start:stop]), conjugate)
+            inverse.update_arrays(columns, columns)
+            inverse.execute()
+
+        width = self.spectrum.shape[1]
+        self._share(_covering(0, width, self._columns, width), step)
+        self._planes_inverse(wanted)
+
+
+class _OutOfPlaceFFT:
+    """Work buffer of a 2-D grid: a real array and its spectrum, transformed out of place by :class:`RealFFT`.
+
+    On 2-D grids FFTW's out-of-place plans were faster than :class:`InPlaceFFT` (RL on a 1056² grid, two
+    threads: 12.6 against 17 ms per iteration), and the spectrum's memory matters little there.
+    """
+
+    def __init__(self, shape, dtype, workers=None):
+        self._fft = RealFFT(shape, dtype, workers)
+        self.real = empty(shape, dtype)
+        self.spectrum = empty(self._fft.spectrum_shape, self._fft.cdtype)
+
+    def filter(self, otf, conjugate, nonzero=None, wanted=None):
+        """As :meth:`InPlaceFFT.filter` (``nonzero`` and ``wanted`` are not used)."""
+        self._fft.forward(self.real, self.spectrum)
+        _cmul(_flat(self.spectrum), _flat(otf), conjugate)
+        self._fft.inverse(self.spectrum, self.real)
+
+
+class _GridWork:
+    """Work buffer of an out-of-place operator used in place: ``real`` plus a copy of it for the input."""
+
+    def __init__(self, shape, dtype):
+        self.real = empty(shape, dtype)
+        self.input = empty(shape, dtype)
+
+
 def transfer_function(psf, shape, dtype):
     """OTF of ``psf`` on ``shape`` with the inverse FFT's 1/N folded in."""
-    # a large grid's float64 plan is not cached: its buffers would stay in memory after the solve
-    otf = _fft.psf_to_otf(np.asarray(psf, dtype=np.float64), tuple(shape), cache=math.prod(shape) < _THREADED_SIZE)
+    psf = np.asarray(psf, dtype=np.float64)
+    if math.prod(shape) < _THREADED_SIZE or pyfftw is None:
+        otf = _fft.psf_to_otf(psf, tuple(shape))
+    else:  # a large grid: one float64 buffer transformed in place, not cached (same bits as psf_to_otf)
+        otf = _large_otf(psf, tuple(shape))
     otf /= math.prod(shape)
     out = empty(otf.shape, complex_dtype(dtype))
     out[...] = otf
     return out
+
+
+def _large_otf(psf, shape):
+    fft = InPlaceFFT(shape, np.float64)
+    fft.real.fill(0)
+    # pad_psf's placement: index i of the kernel goes to (i - k // 2) mod n on every axis
+    fft.real[np.ix_(*[(np.arange(k) - k // 2) % n for k, n in zip(psf.shape, shape)])] = psf
+    fft.forward()
+    return fft.spectrum
 
 
 # ---------------------------------------------------------------- fused loops
@@ -217,6 +431,24 @@ def _cmul(spectrum, otf, conjugate):  # pragma: no cover - compiled
     else:
         for i in range(spectrum.size):
             spectrum[i] = spectrum[i] * otf[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _cmul_3d(spectrum, otf, conjugate):  # pragma: no cover - compiled
+    """``_cmul`` on strided 3-D views (column chunks of an in-place spectrum)."""
+    n0, n1, n2 = spectrum.shape
+    for i in range(n0):
+        for j in range(n1):
+            if conjugate:
+                for k in range(n2):
+                    spectrum[i, j, k] = spectrum[i, j, k] * otf[i, j, k].conjugate()
+            else:
+                for k in range(n2):
+                    spectrum[i, j, k] = spectrum[i, j, k] * otf[i, j, k]
+
+
+def _columns_3d(columns):
+    return columns if columns.ndim == 3 else columns[:, :, None]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -284,21 +516,67 @@ class Convolution:
     def __init__(self, psf, grid_shape, dtype, workers=None):
         self.shape = tuple(grid_shape)
         self.dtype = np.dtype(dtype)
-        self.fft = RealFFT(self.shape, dtype, workers)
-        self.otf = transfer_function(psf, self.shape, dtype)
-        self._spectrum = empty(self.fft.spectrum_shape, self.fft.cdtype)
+        self.workers = workers
         self.mean_psf = np.asarray(psf, dtype=np.float64)
+        self.otf = transfer_function(psf, self.shape, dtype)
+        if np.array_equal(self.mean_psf, np.flip(self.mean_psf)):
+            # a point-symmetric (odd) kernel has a real OTF: FFTW's imaginary parts are round-off, and the real
+            # part is half the memory and half the reads
+            self.otf = np.ascontiguousarray(self.otf.real)
+        self._fft = None  # out-of-place plans and spectrum, made on first use: RL works in place
 
     def _apply(self, x, out, conjugate):
-        self.fft.forward(x, self._spectrum)
+        if self._fft is None:
+            self._fft = RealFFT(self.shape, self.dtype, self.workers)
+            self._spectrum = empty(self._fft.spectrum_shape, self._fft.cdtype)
+        self._fft.forward(x, self._spectrum)
         _cmul(_flat(self._spectrum), _flat(self.otf), conjugate)
-        return self.fft.inverse(self._spectrum, out)
+        return self._fft.inverse(self._spectrum, out)
 
     def forward(self, x, out):
         return self._apply(x, out, False)
 
     def adjoint(self, y, out):
         return self._apply(y, out, True)
+
+    def workspace(self):
+        """A work buffer for :meth:`apply_in_place`, owned by the caller: one grid-sized buffer in 3-D."""
+        work = InPlaceFFT if len(self.shape) == 3 else _OutOfPlaceFFT
+        return work(self.shape, self.dtype, self.workers)
+
+    def apply_in_place(self, work, adjoint, nonzero=slice(None), wanted=slice(None)):
+        """Replace ``work.real`` by ``A work.real`` (``adjoint``: ``A^T work.real``).
+
+        ``nonzero`` and ``wanted`` are the planes (first axis) where the input may be non-zero and where the
+        result is read: the others are skipped (see :class:`InPlaceFFT`).
+        """
+        work.filter(self.otf, adjoint, nonzero, wanted)
+
+    def box_column_sums(self, box):
+        r"""Column sums :math:`A^T M 1` of the box mask ``box`` (slices) as ``(table, indices)``, or None if it wraps.
+
+        The value at grid index ``(i, j, ...)`` is ``table[indices[0][i], indices[1][j], ...]``. At a point
+        :math:`x`, :math:`\sum_{y \in box} h(y - x)` sums the PSF over one interval per axis, and an axis has
+        only a few distinct intervals (about four reaches), so the table is small and summed exactly in float64
+        instead of a grid-sized FFT result.
+        """
+        table, indices = self.mean_psf, []
+        for axis, (part, size, length) in enumerate(zip(box, self.shape, self.mean_psf.shape)):
+            start, stop, _ = part.indices(size)
+            reach = length // 2
+            if start == 0 and stop == size:  # the whole periodic axis: every point sees the whole kernel
+                bounds = np.tile([0, length], (size, 1))
+            elif start >= reach and stop + reach <= size:  # nothing wraps around
+                x = np.arange(size)
+                bounds = np.clip(np.stack([start - x + reach, stop - x + reach], axis=1), 0, length)
+                bounds[bounds[:, 0] >= bounds[:, 1]] = 0  # empty intervals: one class
+            else:
+                return None
+            bounds, inverse = np.unique(bounds, axis=0, return_inverse=True)
+            cumulative = np.concatenate([np.zeros_like(table.take([0], axis)), np.cumsum(table, axis)], axis)
+            table = cumulative.take(bounds[:, 1], axis) - cumulative.take(bounds[:, 0], axis)
+            indices.append(inverse.reshape(-1))
+        return table, indices
 
 
 def _segments(start, length, size):
@@ -474,6 +752,16 @@ class ProductConvolution:
             return self._weight_then_convolve(x, out, False)
         return self._convolve_then_weight(x, out, False)
 
+    def workspace(self):
+        """A work buffer for :meth:`apply_in_place` (the caller owns it)."""
+        return _GridWork(self.shape, self.dtype)
+
+    def apply_in_place(self, work, adjoint, nonzero=None, wanted=None):
+        """Replace ``work.real`` by ``A work.real`` (``adjoint``: ``A^T work.real``); ``nonzero`` and ``wanted``
+        (see :meth:`Convolution.apply_in_place`) are not used."""
+        np.copyto(work.input, work.real)  # the windowed products read their input after writing the output
+        (self.adjoint if adjoint else self.forward)(work.input, work.real)
+
     def adjoint(self, y, out):
         if self.order == "mask-first":
             return self._convolve_then_weight(y, out, True)
@@ -520,12 +808,9 @@ class Problem:
         self.circulant = circulant
         self.dtype = op.dtype
         self.grid_shape = op.shape
-        if unknown is None:
-            self.shape = op.shape
-        else:
-            self.shape = tuple(s.stop - s.start for s in unknown)
-            self._embedded = zeros(op.shape, op.dtype)
-        self._adjoint_out = None  # made on first use: RL passes its own buffer
+        self.shape = op.shape if unknown is None else tuple(s.stop - s.start for s in unknown)
+        self._embedded = None  # made on first use, like the adjoint's buffer: RL works in its own buffer
+        self._adjoint_out = None
 
     def new(self, fill=None):
         """A work array of the unknown's shape."""
@@ -543,6 +828,8 @@ class Problem:
     def forward(self, x, out):
         """``A x`` on the whole grid (``out`` is a grid array); read ``out[observed]``."""
         if self.unknown is not None:
+            if self._embedded is None:
+                self._embedded = zeros(self.op.shape, self.op.dtype)
             self._embedded[self.unknown] = x
             x = self._embedded
         return self.op.forward(x, out)
@@ -558,6 +845,41 @@ class Problem:
             out = self._adjoint_out
         self.op.adjoint(residual, out)
         return out if self.unknown is None else out[self.unknown]
+
+    def workspace(self):
+        """A grid-shaped work buffer ``work.real`` for :meth:`apply_in_place`, owned by the caller."""
+        return self.op.workspace()
+
+    def apply_in_place(self, work, adjoint=False):
+        """Replace ``work.real`` (a grid array) by ``A work.real``, or ``A^T work.real`` if ``adjoint``.
+
+        The input must be zero off the unknown (``A``) or off the observed region (``A^T``); the result is only
+        valid on the observed region (``A``) or on the unknown (``A^T``).
+        """
+        unknown = slice(None) if self.unknown is None else self.unknown[0]
+        observed = self.observed[0]
+        if adjoint:
+            self.op.apply_in_place(work, True, nonzero=observed, wanted=unknown)
+        else:
+            self.op.apply_in_place(work, False, nonzero=unknown, wanted=observed)
+
+    def column_sums(self):
+        r"""Column sums :math:`A^T M 1` on the unknown as ``(table, indices)``.
+
+        The value at index ``(i, j, ...)`` of the unknown is ``table[indices[0][i], indices[1][j], ...]``: a
+        small table for a single PSF, the grid-sized result of an adjoint otherwise.
+        """
+        compact = getattr(self.op, "box_column_sums", None)
+        sums = compact(self.observed) if compact is not None else None
+        if sums is None:
+            mask = self.new_grid(0.0)
+            mask[self.observed] = 1
+            table = np.array(self.adjoint(mask, self.new_grid()), copy=True)
+            return table, [np.arange(n) for n in self.shape]
+        table, indices = sums
+        if self.unknown is not None:
+            indices = [index[part] for index, part in zip(indices, self.unknown)]
+        return table, indices
 
     def lipschitz(self):
         r"""Upper bound of :math:`\|M A\|_2^2` by Schur's test (exact row/column sums of a non-negative operator).

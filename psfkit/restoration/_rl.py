@@ -1,8 +1,13 @@
 r"""Richardson–Lucy and RL–TV iterations on a :class:`psfkit.restoration._operators.Problem` (private).
 
 One iteration costs one application of the blur operator and one of its
-adjoint (four real FFTs for a single PSF) plus two or three fused element-wise
-passes; nothing else is allocated inside the loop.
+adjoint (four real FFTs for a single PSF) plus three fused element-wise passes;
+no grid-sized array is allocated inside the loop. Memory: plain accelerated RL
+keeps x, the previous x and one work buffer that holds the extrapolated point,
+``A`` of it, the ratio and ``A^T`` of the ratio in turn (in-place FFTs in 3-D);
+the extrapolated point is recomputed in the update instead of kept, and the
+Bertero-Boccacci weights of a single PSF are a small table (see
+:meth:`psfkit.restoration._operators.Convolution.box_column_sums`).
 """
 
 import math
@@ -17,59 +22,108 @@ from psfkit.restoration._tv import rl_tv_denominator
 BERTERO_THRESHOLD = 0.01
 
 
-@numba.njit(cache=True, nogil=True)
-def _ratio_2d(data, model, background, tiny, out):  # pragma: no cover - compiled
-    n0, n1 = data.shape
-    for i in range(n0):
-        for j in range(n1):
-            d = model[i, j] + background
-            out[i, j] = data[i, j] / (d if d > tiny else tiny)
+# The kernels take 3-D arrays (2-D ones get a leading axis of 1, see _lift) with any strides: the work
+# buffer is a padded in-place FFT buffer, and the unknown or the data may be a box inside it.
 
 
 @numba.njit(cache=True, nogil=True)
-def _ratio_3d(data, model, background, tiny, out):  # pragma: no cover - compiled
+def _ratio(data, model, background, tiny):  # pragma: no cover - compiled
+    """model <- data / max(model + background, tiny), in place."""
     n0, n1, n2 = data.shape
     for i in range(n0):
         for j in range(n1):
             for k in range(n2):
                 d = model[i, j, k] + background
-                out[i, j, k] = data[i, j, k] / (d if d > tiny else tiny)
-
-
-@numba.njit(cache=True, nogil=True)
-def _update(point, correction, weight, denominator, use_weight, use_denominator, out):  # pragma: no cover
-    for i in range(out.size):
-        value = point[i] * correction[i]
-        if use_weight:
-            value *= weight[i]
-        if use_denominator:
-            value /= denominator[i]
-        out[i] = value
+                model[i, j, k] = data[i, j, k] / (d if d > tiny else tiny)
 
 
 @numba.njit(cache=True, nogil=True)
 def _extrapolate(x, previous, alpha, floor, out):  # pragma: no cover - compiled
-    for i in range(out.size):
-        value = x[i] + alpha * (x[i] - previous[i])
-        out[i] = value if value > floor else floor
+    n0, n1, n2 = out.shape
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                value = x[i, j, k] + alpha * (x[i, j, k] - previous[i, j, k])
+                out[i, j, k] = value if value > floor else floor
 
 
-def _ratio(data, model, background, tiny, out):
-    kernel = _ratio_2d if data.ndim == 2 else _ratio_3d
-    kernel(data, model, background, tiny, out)
+@numba.njit(cache=True, nogil=True)
+def _update(x, previous, alpha, floor, correction, weight, iz, iy, ix, denominator, use_denominator,
+            out):  # pragma: no cover - compiled
+    """out <- point * correction * weight [/ denominator]; the point is x extrapolated (as _extrapolate) if alpha > 0.
+
+    Recomputing the point here (same bits) spares a grid-sized array; ``out`` may be ``x`` or ``previous``.
+    """
+    n0, n1, n2 = out.shape
+    row = np.empty(n2, weight.dtype)  # the weights of one row, gathered first: the main loop then vectorises
+    for i in range(n0):
+        for j in range(n1):
+            table_row = weight[iz[i], iy[j]]
+            for k in range(n2):
+                row[k] = table_row[ix[k]]
+            for k in range(n2):
+                point = x[i, j, k]
+                if alpha > 0:
+                    point = point + alpha * (point - previous[i, j, k])
+                    point = point if point > floor else floor
+                value = point * correction[i, j, k]
+                value *= row[k]
+                if use_denominator:
+                    value /= denominator[i, j, k]
+                out[i, j, k] = value
+
+
+def _lift(array):
+    return array[None] if array.ndim == 2 else array
+
+
+def _zero_outside(array, box):
+    """Zero ``array`` outside ``box`` (slices), one slab per side and axis."""
+    for axis, part in enumerate(box):
+        start, stop, _ = part.indices(array.shape[axis])
+        before = (slice(None),) * axis
+        array[before + (slice(0, start),)] = 0
+        array[before + (slice(stop, None),)] = 0
 
 
 def bertero_weights(problem):
-    r"""Return :math:`1 / (A^T M 1)` where it exceeds the threshold, 0 elsewhere; None when it is all 1."""
-    mask = problem.new_grid(0.0)
-    mask[problem.observed] = 1
-    columns = np.array(problem.adjoint(mask, problem.new_grid()), copy=True)  # temporaries, freed on return
+    r"""``(table, indices)`` of :math:`1 / (A^T M 1)` where it exceeds the threshold, 0 elsewhere (see
+    :meth:`Problem.column_sums`), lifted to 3-D; None when it is all 1."""
+    columns, indices = problem.column_sums()
     if np.all(np.abs(columns - 1) < 1e-5):
         return None
-    weights = np.zeros_like(columns)
+    weights = np.zeros(columns.shape, problem.dtype)
     seen = columns > BERTERO_THRESHOLD
     weights[seen] = 1 / columns[seen]
-    return weights
+    if weights.ndim == 2:
+        weights, indices = weights[None], [np.zeros(1, np.intp)] + list(indices)
+    return weights, [np.ascontiguousarray(index, dtype=np.intp) for index in indices]
+
+
+def _start(problem, start, weight):
+    x = problem.new()
+    x[...] = start
+    if weight is not None:
+        # Pixels nobody sees stay at 0 instead of keeping the flat start.
+        table, indices = weight
+        np.copyto(_lift(x), 0, where=(table == 0)[np.ix_(*indices)])
+    return x
+
+
+def _load_point(problem, work, inside, x, previous, point, alpha, floor):
+    """Write the point of this iteration (x, or x extrapolated if alpha > 0) into the work buffer; return the array
+    the update reads it from: ``x`` (the update recomputes the extrapolation) or ``point``, where one is kept."""
+    if problem.unknown is not None:
+        _zero_outside(work.real, problem.unknown)
+    if alpha > 0 and point is not None:
+        _extrapolate(_lift(x), _lift(previous), alpha, floor, _lift(point))
+        np.copyto(inside, _lift(point))
+        return point
+    if alpha > 0:
+        _extrapolate(_lift(x), _lift(previous), alpha, floor, inside)
+    else:
+        np.copyto(inside, _lift(x))
+    return x
 
 
 def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1.0, acceleration="shb",
@@ -101,49 +155,46 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
         Per-axis weights of the TV differences (anisotropic voxels, see
         :func:`psfkit.restoration._tv.axis_weights`); None: all 1.
     """
-    data = problem.data
+    data = _lift(problem.data)
     dtype = problem.dtype
     weight = bertero_weights(problem) if problem.normalize else None
-    x = problem.new()
     if start is None:
-        start = max(float(data.mean()) - background, floor, tiny)
-    x[...] = start
-    if weight is not None:
-        # Pixels nobody sees stay at 0 instead of keeping the flat start.
-        x[weight == 0] = 0
-    previous = problem.new()
-    previous[...] = x
-    point = problem.new() if acceleration is not None else None
-    model = problem.new_grid()
-    ratio = problem.new_grid(0.0)
+        start = max(float(problem.data.mean()) - background, floor, tiny)
+    x = _start(problem, start, weight)
+    if weight is None:  # a table of one 1 that every index points to
+        weight = np.ones((1, 1, 1), dtype), [np.zeros(n, np.intp) for n in _lift(x).shape]
+    table, (iz, iy, ix) = weight
+    # Without acceleration x_{k+1} overwrites x_k; with it, x_{k-1}'s buffer receives x_{k+1}.
+    previous = None
+    if acceleration is not None:
+        previous = problem.new()
+        previous[...] = x
+    # RL-TV's denominator and Biggs-Andrews' gradient read the extrapolated point: it gets its own array
+    point = problem.new() if tv or acceleration == "biggs-andrews" else None
     denominator = problem.new() if tv else None
     gradient = problem.new() if acceleration == "biggs-andrews" else None
     gradient_previous = problem.new() if acceleration == "biggs-andrews" else None
-    dummy = np.ones(1, dtype=dtype)
-    flat = lambda a: a.reshape(-1)  # noqa: E731 - contiguous work arrays
+    # One grid-sized buffer holds the point, A point, the ratio and A^T ratio in turn (in-place FFTs).
+    work = problem.workspace()
+    inside = _lift(work.real if problem.unknown is None else work.real[problem.unknown])
+    model = _lift(work.real[problem.observed])
+    background, tiny, floor = dtype.type(background), dtype.type(tiny), dtype.type(floor)
     alpha = 0.0
     for k in range(iterations):
         if acceleration == "shb":
             alpha = min(max((k - 1) / (k + 2), 0.0), 1.0)
-        if acceleration is not None and alpha > 0:
-            _extrapolate(flat(x), flat(previous), dtype.type(alpha), dtype.type(floor), flat(point))
-            at = point
-        else:
-            at = x
-        problem.forward(at, model)
-        _ratio(data, model[problem.observed], dtype.type(background), dtype.type(tiny), ratio[problem.observed])
-        correction = problem.adjoint(ratio, model)  # A x is no longer needed: its buffer takes A^T ratio
-        if not correction.flags.c_contiguous:
-            correction = np.ascontiguousarray(correction)
+        at = _load_point(problem, work, inside, x, previous, point, dtype.type(alpha), floor)
+        problem.apply_in_place(work)
+        _ratio(data, model, background, tiny)
+        _zero_outside(work.real, problem.observed)
+        problem.apply_in_place(work, adjoint=True)
         if tv:
             rl_tv_denominator(at, tv, tv_epsilon, denominator, tv_weights)
-        # x_{k-1} is no longer needed: its buffer receives x_{k+1}
-        new = previous
+        new = x if previous is None else previous
+        # x's extrapolation is recomputed (same bits) unless it has its own array
         _update(
-            flat(at), flat(correction),
-            dummy if weight is None else flat(weight),
-            dummy if denominator is None else flat(denominator),
-            weight is not None, denominator is not None, flat(new),
+            _lift(at), _lift(new), dtype.type(alpha) if at is x else dtype.type(0), floor, inside, table, iz, iy, ix,
+            _lift(at if denominator is None else denominator), denominator is not None, _lift(new),
         )
         if acceleration == "biggs-andrews":
             np.subtract(new, at, out=gradient)
@@ -152,7 +203,8 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
                 alpha = float(np.vdot(gradient, gradient_previous)) / norm if norm > 0 else 0.0
                 alpha = min(max(alpha, 0.0), 1.0)
             gradient, gradient_previous = gradient_previous, gradient
-        previous, x = x, new
+        if previous is not None:
+            previous, x = x, new
         if monitor is not None and monitor(k + 1, x) is False:
             break
     return x
