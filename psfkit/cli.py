@@ -380,7 +380,7 @@ def parser():
     d.add_argument("--method", default="rl-tv", choices=("rl-tv", "rl", "fista", "wiener"),
                    help="rl-tv (default), rl, fista or wiener (see psfkit.deconvolve)")
     d.add_argument("--iterations", type=_positive(int), default=None,
-                   help="iterations (default: psfkit.deconvolve's, 50 for rl-tv)")
+                   help="iterations (default: stop when the data are fitted to their noise level, see psfkit.deconvolve)")
     d.add_argument("--background", type=float, default=0.0, help="known constant background (camera offset)")
     d.add_argument("--force", action="store_true", help="overwrite existing outputs")
     d.set_defaults(run=cmd_deconvolve, subparser=d)

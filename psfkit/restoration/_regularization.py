@@ -101,19 +101,8 @@ FISTA_GAIN, FISTA_POWER = 0.38, 1.5
 WIENER_GAIN, WIENER_POWER = 32.0, 2.0
 
 
-def rl_iterations(relative, accelerated):
-    """Default iteration count of plain RL from the relative noise (more noise: stop earlier)."""
-    count = RL_ITERATION_GAIN / math.sqrt(max(relative, 1e-12))
-    count = int(round(min(max(count, RL_ITERATION_RANGE[0]), RL_ITERATION_RANGE[1])))
-    return count if accelerated else 3 * count
-
-
-# Fitted to the best iteration count (PSNR) of accelerated RL on 62 simulated
-# acquisitions like those above (other seeds): mean loss 0.73 dB.
-RL_ITERATION_GAIN = 3.5
-RL_ITERATION_RANGE = (5, 100)
-# The weights use at least this relative noise, where RL's iteration count
-# reaches its cap (the fits cover ~0.01 to 0.3). Noise-free data (synthetic,
-# thresholded: a measured noise of 0) then get a weak regularisation instead
-# of an unregularised inverse, which amplifies round-off without bound.
-MIN_RELATIVE_NOISE = (RL_ITERATION_GAIN / RL_ITERATION_RANGE[1]) ** 2
+# The weights use at least this relative noise (the fits cover ~0.01 to 0.3), where an earlier rule of RL's
+# iteration count, round(3.5 / sqrt(rho)), reached its cap of 100. Noise-free data (synthetic, thresholded: a
+# measured noise of 0) then get a weak regularisation instead of an unregularised inverse, which amplifies
+# round-off without bound.
+MIN_RELATIVE_NOISE = (3.5 / 100) ** 2

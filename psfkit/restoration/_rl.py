@@ -38,6 +38,22 @@ def _ratio(data, model, background, tiny):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _ratio_discrepancy(data, model, background, tiny, slope, offset, floor):  # pragma: no cover - compiled
+    """:func:`_ratio`, returning the mean of ``(data - m)^2 / max(slope m + offset, floor)``, ``m = model + background``."""
+    n0, n1, n2 = data.shape
+    total = 0.0
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                d = model[i, j, k] + background
+                residual = np.float64(data[i, j, k]) - np.float64(d)
+                variance = max(slope * np.float64(d) + offset, floor)
+                total += residual * residual / variance
+                model[i, j, k] = data[i, j, k] / (d if d > tiny else tiny)
+    return total / max(data.size, 1)
+
+
+@numba.njit(cache=True, nogil=True)
 def _extrapolate(x, previous, alpha, floor, out):  # pragma: no cover - compiled
     n0, n1, n2 = out.shape
     for i in range(n0):
@@ -127,7 +143,7 @@ def _load_point(problem, work, inside, x, previous, point, alpha, floor):
 
 
 def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1.0, acceleration="shb",
-                    floor=0.0, tiny=0.0, start=None, monitor=None, tv_weights=None):
+                    floor=0.0, tiny=0.0, start=None, monitor=None, tv_weights=None, noise=None, report=None):
     r"""Run (accelerated) RL or RL–TV and return the estimate on the unknown's grid.
 
     Parameters
@@ -154,6 +170,16 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
     tv_weights : ndarray, optional
         Per-axis weights of the TV differences (anisotropic voxels, see
         :func:`psfkit.restoration._tv.axis_weights`); None: all 1.
+    noise : (float, float, float), optional
+        ``(a, b, floor)``: stop by the discrepancy principle under the
+        Poisson-Gaussian model ``Var y = a E[y] + b`` (at least ``floor``):
+        after the first iteration whose point ``p`` explains the data to
+        the noise level, ``mean((y - A p - b)^2 / Var) <= 1``, i.e. once
+        the data are fitted as well as their noise allows. ``iterations``
+        is then the most run. None: run ``iterations``.
+    report : dict, optional
+        Receives ``"iterations"`` (run) and ``"discrepancy"`` (the last
+        one measured, with ``noise``).
     """
     data = _lift(problem.data)
     dtype = problem.dtype
@@ -179,13 +205,16 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
     inside = _lift(work.real if problem.unknown is None else work.real[problem.unknown])
     model = _lift(work.real[problem.observed])
     background, tiny, floor = dtype.type(background), dtype.type(tiny), dtype.type(floor)
-    alpha = 0.0
+    alpha, discrepancy, done = 0.0, None, 0
     for k in range(iterations):
         if acceleration == "shb":
             alpha = min(max((k - 1) / (k + 2), 0.0), 1.0)
         at = _load_point(problem, work, inside, x, previous, point, dtype.type(alpha), floor)
         problem.apply_in_place(work)
-        _ratio(data, model, background, tiny)
+        if noise is None:
+            _ratio(data, model, background, tiny)
+        else:
+            discrepancy = _ratio_discrepancy(data, model, background, tiny, *map(float, noise))
         _zero_outside(work.real, problem.observed)
         problem.apply_in_place(work, adjoint=True)
         if tv:
@@ -205,8 +234,13 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
             gradient, gradient_previous = gradient_previous, gradient
         if previous is not None:
             previous, x = x, new
+        done = k + 1
         if monitor is not None and monitor(k + 1, x) is False:
             break
+        if discrepancy is not None and discrepancy <= 1.0:  # the update from a point that fits is kept
+            break
+    if report is not None:
+        report.update(iterations=done, discrepancy=discrepancy)
     return x
 
 
