@@ -326,11 +326,13 @@ def deconvolve(
     >>> restored.shape, restored.dtype
     ((64, 64), dtype('float64'))
     >>> around = (slice(15, 18), slice(15, 18))          # 3x3 pixels around a bead
-    >>> float(y[around].sum() - 9 * 10.0) < 500 < 800 < float(restored[around].sum())
+    >>> float(y[around].sum() - 9 * 10.0) < 500 < 650 < float(restored[around].sum())
     True
 
     Most of the bead's 1000 photons are back in its 3×3 neighbourhood,
-    against less than half in the blurred image.
+    against less than half in the blurred image. (The automatic stop is
+    cautious on sparse beads: 15 iterations here, 71 % of the photons;
+    ``iterations=50`` puts 90 % back.)
 
     A space-varying blur given by a 2×2 grid of PSFs, in float32:
 
