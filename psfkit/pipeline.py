@@ -101,9 +101,9 @@ def deblur(
     Returns
     -------
     restored : (M, N) or (Z, Y, X) ndarray
-        Deblurred image, in the intensity units of ``image`` (the estimated
-        camera baseline is kept as the background of the model); float32
-        for a stack.
+        Deblurred image, in the intensity units of ``image``, camera
+        baseline included (``"unrolled"`` estimates it and keeps it as the
+        background of its model); float32 for a stack.
     psf : (size, size), (gy, gx, size, size) or (Z', size, size) ndarray
         The estimated PSF or PSF map, or the nominal PSF.
 
@@ -163,7 +163,11 @@ def deblur(
     nominal = info["source"] == NOMINAL
     if method == "auto":  # iterations and a weight are rl-tv's knobs, as is a PSF the network never saw
         method = "unrolled" if automatic_settings(iterations, regularization) and not nominal else "rl-tv"
-    background = max(camera_background(image), 0.0)  # deconvolve models a non-negative offset
+    # The unrolled network was trained and validated with the camera baseline estimated and removed. RL-TV keeps
+    # any offset as part of the object (harmless: A c = c), because an estimated baseline is real signal on
+    # specimens that fill the field: removing it cost up to 6 dB (benchmarks/bench_real.py, 6 of 36 cases below
+    # the input).
+    background = max(camera_background(image), 0.0) if method == "unrolled" else 0.0
     options = {  # deconvolve's own defaults for everything deblur does not set
         **deconvolve.__kwdefaults__,
         "method": method,

@@ -11,7 +11,7 @@ from psfkit.restoration._fista import fista
 from psfkit.restoration._rl import default_floor, richardson_lucy
 from psfkit.restoration._tv import axis_weights
 from psfkit.restoration._wiener import wiener_cg, wiener_circulant
-from psfkit.restoration._regularization import auto_weights, noise_model
+from psfkit.restoration._regularization import auto_weights, gaussian_noise_variance, noise_model
 from psfkit._validation import (
     as_float_array, as_psf, check_bool, check_choice, check_positive, scale_back, scale_exponent,
 )
@@ -444,24 +444,31 @@ def _noise_of(data, noise, k, offset):
     """Poisson-Gaussian fit ``(a, b)`` of ``data = image * 2**-k + offset``: measured, or converted from ``noise``.
 
     ``Var[y] = a E[y] + b`` in the image's units becomes ``a 2**-k`` and ``b 2**-2k`` after the scaling, and the
-    offset moves ``b`` by ``-a * offset`` (kept >= 0, as :func:`._regularization.noise_model` does).
+    offset moves ``b`` by ``-a * offset`` (``b < 0`` is kept: see :func:`._regularization.noise_model`).
     """
     if noise is None:
         return noise_model(data)
     a, b = noise() if callable(noise) else noise
     a, b = math.ldexp(float(a), -k), math.ldexp(float(b), -2 * k)
-    return a, max(b - a * offset, 0.0)
+    return a, b - a * offset
 
 
 def _discrepancy_noise(fit, data):
-    """``(a, b, floor)`` of the discrepancy stop: the noise fit, its variance floored at 1 % of its mean.
+    """``(a, b, floor)`` of the discrepancy stop: the noise fit, its variance floored.
 
-    A fit with an offset has ``b < 0`` (the variance vanishes at the camera baseline, not at 0); the floor
-    keeps pixels below the baseline from weighing without bound. Noise-free data (a zero fit) never stop early.
+    A fit with an offset has ``b < 0`` (the variance vanishes at the camera baseline, not at 0). Where it stays
+    positive over the data (at their 1st percentile) the floor is 1 % of its mean, a guard only. Where it reaches
+    zero inside the data -- a fit that does not hold at the dark end, as on processed (Airyscan) images -- the
+    darkest pixels would weigh without bound: the floor is then the signal-independent noise of the finest Haar
+    details (the level of most pixels), capped at the fit's mean variance. Noise-free data never stop early.
     """
     a, b = (float(v) for v in fit)
     mean_variance = a * float(np.mean(data)) + b
-    floor = 1e-2 * mean_variance if mean_variance > 0 else math.ulp(1.0)
+    if not mean_variance > 0:
+        return a, b, math.ulp(1.0)
+    floor = 1e-2 * mean_variance
+    if a * float(np.percentile(data, 1)) + b < floor:
+        floor = max(min(gaussian_noise_variance(data), mean_variance), floor)
     return a, b, floor
 
 
