@@ -178,6 +178,26 @@ def _triple(rows, method, key):
     return " / ".join(fmt(_row(rows, method, n, key)) for n in NOISES)
 
 
+def _real_optics_row():
+    """``deblur(image, optics=...)`` on measured PSFs blurring real specimens (benchmarks/bench_real.py)."""
+    cases = load("real")["tier1"]
+    cells = {}
+    for method in ("blind", "input", "oracle"):
+        cells[method] = " / ".join(
+            fmt(sum(c["quality"][method][0] for c in cases if c["dims"] == d) / sum(c["dims"] == d for c in cases))
+            for d in (2, 3)
+        )
+    below = " / ".join(
+        str(sum(c["quality"]["blind"][0] < c["quality"]["input"][0] for c in cases if c["dims"] == d)) for d in (2, 3)
+    )
+    return [
+        "deblur with the optics, measured confocal / LLSM / Born-Wolf PSFs on real specimens (PSNR, dB; 2-D / 3-D)",
+        f"{cells['blind']} (below the input: {below} cases)",
+        f"input {cells['input']}; measured PSF {cells['oracle']}",
+        "`python benchmarks/bench_real.py`",
+    ]
+
+
 def headline():
     """The README's table: psfkit's main figures beside their baselines, each with its command."""
     ident, deblur = load("identification")["global"], load("deblurring")["rows"]
@@ -195,6 +215,7 @@ def headline():
         ["Deconvolution with the true PSF, RL-TV automatic (PSNR, dB; low / medium / high noise)", " / ".join(fmt(deconv[lv]["psfkit rl-tv"][0]) for lv in deconv),
          "scikit-image RL, best iterations " + " / ".join(fmt(deconv[lv]["skimage-rl (oracle)"][0]) for lv in deconv),
          "`python benchmarks/run.py deconvolution`"],
+        _real_optics_row(),
         ["Richardson-Lucy iteration, 1024² float32 (speed-up, 1 / 2 threads)",
          " / ".join(fmt(r["speedup"]) + "×" for r in rl), "scikit-image `richardson_lucy` 1×",
          "`python benchmarks/bench_deconvolution.py`"],
