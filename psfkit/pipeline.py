@@ -50,6 +50,7 @@ def deblur(
     refine=None,
     device=None,
     progress=False,
+    return_info=False,
 ):
     r"""Blindly deblur a microscope image: identify its PSF, then deconvolve.
 
@@ -97,6 +98,8 @@ def deblur(
         Where the networks run (CUDA when available).
     progress : bool, optional
         Show a progress bar during deconvolution.
+    return_info : bool, optional
+        Also return what was done (see Returns).
 
     Returns
     -------
@@ -106,6 +109,16 @@ def deblur(
         background of its model); float32 for a stack.
     psf : (size, size), (gy, gx, size, size) or (Z', size, size) ndarray
         The estimated PSF or PSF map, or the nominal PSF.
+    info : dict
+        Only with ``return_info``: ``"source"`` (``"identified"`` or
+        ``"nominal"``, see :func:`psfkit.estimate_psf`), ``"method"`` (the
+        deconvolution run), ``"iterations"`` and ``"discrepancy"`` (RL and
+        RL-TV: iterations run and the last residual-to-noise ratio, about 1
+        when stopped by the discrepancy principle; None otherwise) and
+        ``"resolution"``: ``(before, after)`` in pixels by image decorrelation
+        analysis (:func:`psfkit.decorrelation_resolution`; for a stack, on the
+        plane of largest variance). A smaller value after is a sharper image
+        -- or amplified noise, which the analysis cannot tell apart.
 
     See Also
     --------
@@ -144,6 +157,7 @@ def deblur(
     check_choice(method, "method", _METHODS)
     # the deconvolution's options are checked before the PSF estimation (seconds) runs
     progress = check_bool(progress, "progress")
+    return_info = check_bool(return_info, "return_info")
     if iterations is not None:
         _check_iterations(iterations)
     if not (isinstance(regularization, str) and regularization == "auto"):
@@ -156,11 +170,11 @@ def deblur(
             'leave iterations=None and regularization="auto"'
         )
     noise = _NoiseFit(image)  # fitted at most once, shared by the refinement and the deconvolution
-    psf, info = _estimate_psf(
+    psf, estimated = _estimate_psf(
         image, optics=optics, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine,
         device=device, return_coefficients=True, noise=noise, checked=True,
     )
-    nominal = info["source"] == NOMINAL
+    nominal = estimated["source"] == NOMINAL
     if method == "auto":  # iterations and a weight are rl-tv's knobs, as is a PSF the network never saw
         method = "unrolled" if automatic_settings(iterations, regularization) and not nominal else "rl-tv"
     # The unrolled network was trained and validated with the camera baseline estimated and removed. RL-TV keeps
@@ -179,5 +193,24 @@ def deblur(
     }
     if image.ndim == 3:  # a stack: its voxel, and half the memory
         options.update(spacing=(optics.z_step, optics.pixel_size, optics.pixel_size), dtype=np.float32)
-    restored = _deconvolve(image, psf, **options, noise=noise)
-    return restored, psf
+    report = {}
+    restored = _deconvolve(image, psf, **options, noise=noise, report=report)
+    if not return_info:
+        return restored, psf
+    info = {
+        "source": estimated["source"], "method": method, "iterations": report.get("iterations"),
+        "discrepancy": report.get("discrepancy"), "resolution": _resolution_gain(image, restored),
+    }
+    return restored, psf, info
+
+
+def _resolution_gain(image, restored):
+    """Decorrelation resolution (pixels) of ``image`` and ``restored``, on a stack's plane of largest variance."""
+    from psfkit.metrics import decorrelation_resolution
+
+    if image.ndim == 3:
+        plane = int(np.argmax(image.reshape(len(image), -1).var(axis=1)))
+        image, restored = image[plane], restored[plane]
+    if min(image.shape) < 16:  # too small for the analysis
+        return None, None
+    return float(decorrelation_resolution(image)), float(decorrelation_resolution(restored))

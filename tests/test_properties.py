@@ -471,6 +471,7 @@ CASES = {
             "refine": st.sampled_from(["yes", 1, 0, "False", 1.0]),
             "device": st.sampled_from([5, "foo", 1.5]),
             "progress": bad_flags(),
+            "return_info": bad_flags(),
         },
     ),
     "psf_snr": (

@@ -360,9 +360,10 @@ def deconvolve(
 
 
 def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acceleration, background, prior,
-                spacing, progress, callback, dtype, workers, device, noise=None):
+                spacing, progress, callback, dtype, workers, device, noise=None, report=None):
     """:func:`deconvolve`, with the Poisson-Gaussian fit ``noise`` ``(a, b)`` of ``image`` (in its units, or a
-    callable returning it) when the caller has measured it (:func:`psfkit.deblur`); None measures it."""
+    callable returning it) when the caller has measured it (:func:`psfkit.deblur`); None measures it. ``report``
+    (a dict) receives ``"iterations"`` run and the last ``"discrepancy"`` of RL and RL-TV."""
     check_choice(method, "method", METHODS)
     progress = check_bool(progress, "progress")
     check_choice(boundary, "boundary", BOUNDARIES)
@@ -433,7 +434,7 @@ def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acc
     monitor, bar = _monitor(problem, iterations, progress, callback, k)
     try:
         estimate = _solve(problem, method, iterations, lam, model_background, acceleration, prior, monitor,
-                          tv_weights, stop)
+                          tv_weights, stop, report)
     finally:
         if bar is not None:
             bar.close()
@@ -714,7 +715,8 @@ def _monitor(problem, iterations, progress, callback, exponent):
     return monitor, bar
 
 
-def _solve(problem, method, iterations, lam, background, acceleration, prior, monitor, tv_weights=None, stop=None):
+def _solve(problem, method, iterations, lam, background, acceleration, prior, monitor, tv_weights=None, stop=None,
+           report=None):
     data = problem.data
     if method in ("rl", "rl-tv"):
         floor = default_floor(data, background)
@@ -734,6 +736,7 @@ def _solve(problem, method, iterations, lam, background, acceleration, prior, mo
             monitor=monitor,
             tv_weights=tv_weights,
             noise=stop,
+            report=report,
         )
     if method == "fista":
         start = _initial_image(problem, background)
