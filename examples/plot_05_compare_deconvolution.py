@@ -5,8 +5,9 @@ Comparing deconvolution methods
 :func:`psfkit.deconvolve` restores an image blurred by a known PSF with one of
 several methods, selected by ``method``:
 
-* ``"rl"``: Richardson-Lucy, accelerated; the number of iterations (set from
-  the measured noise level by default) is its only regularisation;
+* ``"rl"``: Richardson-Lucy, accelerated; stopping early is its only
+  regularisation (by default when the data are fitted to their measured noise
+  level: the discrepancy principle);
 * ``"rl-tv"`` (default): Richardson-Lucy with total-variation regularisation,
   suited to Poisson (photon) noise;
 * ``"fista"``: least squares with a TV prior and positivity, for Gaussian noise;
@@ -43,8 +44,9 @@ print(f"acquired image: PSNR {psnr(image, specimen, data_range=1):.2f} dB")
 # Running the methods
 # -------------------
 # All psfkit methods use their defaults: ``regularization="auto"`` sets the
-# weight of the prior (and, for ``"rl"``, the number of iterations) from the
-# noise level that :func:`psfkit.estimate_noise` measures on the image, and
+# weight of the prior from the noise level that :func:`psfkit.estimate_noise`
+# measures on the image, ``"rl"`` and ``"rl-tv"`` stop once the residual has
+# the variance of that noise (the discrepancy principle), and
 # ``boundary="extend"`` estimates the object on a field extended by the PSF
 # size, so that the image borders neither wrap around nor ring. A ``callback``
 # counts the iterations. Each method is run once before it is timed, so that
