@@ -30,15 +30,9 @@ the light sheet, whose thickness is not stated, the sheet FWHM fitted too) on th
 """
 
 import argparse
-import os
 import sys
 
-if "--threads" in sys.argv:
-    _threads = sys.argv[sys.argv.index("--threads") + 1]
-else:
-    _threads = "1"  # BLAS threads thrash on a shared, loaded machine; one is the reproducible setting
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, _threads)
+import _threads  # noqa: E402,F401  (first: sets the BLAS threads before numpy is imported)
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
