@@ -466,7 +466,7 @@ def _discrepancy_noise(fit, data):
     """
     a, b = (float(v) for v in fit)
     mean_variance = a * float(np.mean(data)) + b
-    if not mean_variance > 0:
+    if not mean_variance > (1e-5 * float(np.max(np.abs(data)))) ** 2:  # noise at round-off level: noise-free
         return a, b, math.ulp(1.0)
     details = gaussian_noise_variance(data)
     if details > 2 * mean_variance:
