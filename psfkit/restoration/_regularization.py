@@ -19,15 +19,27 @@ import numpy as np
 _MAX_PLANES = 8
 
 
-def gaussian_noise_variance(image):
-    """Noise variance from the MAD of the finest diagonal Haar details (signal-independent noise)."""
+def _picked_planes(image):
+    """At most :data:`_MAX_PLANES` evenly spaced (Y, X) planes of an image or a stack."""
     planes = image.reshape((-1,) + image.shape[-2:])
-    n0, n1 = (planes.shape[1] // 2) * 2, (planes.shape[2] // 2) * 2
-    p = planes[:, :n0, :n1].astype(np.float64)
-    details = (p[:, 0::2, 0::2] - p[:, 0::2, 1::2] - p[:, 1::2, 0::2] + p[:, 1::2, 1::2]) / 2
+    return planes[np.unique(np.linspace(0, len(planes) - 1, min(len(planes), _MAX_PLANES)).round().astype(int))]
+
+
+def gaussian_noise_variance(image):
+    """Noise variance from the MAD of the finest diagonal Haar details (signal-independent noise).
+
+    On a few planes of a stack (:func:`_picked_planes`), in float64 one plane at a time: a whole-stack float64 copy
+    would dominate the memory of a 3-D deconvolution.
+    """
+    details = []
+    for plane in _picked_planes(image):
+        n0, n1 = (plane.shape[0] // 2) * 2, (plane.shape[1] // 2) * 2
+        p = plane[:n0, :n1].astype(np.float64)
+        details.append(np.abs(p[0::2, 0::2] - p[0::2, 1::2] - p[1::2, 0::2] + p[1::2, 1::2]).ravel() / 2)
+    details = np.concatenate(details)
     if details.size == 0:
         return 0.0
-    return float((1.4826 * np.median(np.abs(details))) ** 2)
+    return float((1.4826 * np.median(details)) ** 2)
 
 
 def noise_model(image):
@@ -37,9 +49,7 @@ def noise_model(image):
 
     if min(image.shape[-2:]) < MIN_SIZE:  # too small for the Poisson-Gaussian fit
         return 0.0, gaussian_noise_variance(image)
-    planes = image.reshape((-1,) + image.shape[-2:])
-    picks = np.unique(np.linspace(0, len(planes) - 1, min(len(planes), _MAX_PLANES)).round().astype(int))
-    estimates = [estimate_noise(planes[i]) for i in picks]
+    estimates = [estimate_noise(plane) for plane in _picked_planes(image)]
     slope = float(np.mean([e.alpha for e in estimates]))
     offset = float(np.mean([e.beta for e in estimates]))
     return max(slope, 0.0), offset

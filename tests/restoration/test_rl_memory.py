@@ -21,7 +21,9 @@ def stack(shape, seed=0):
 
 
 def peak_buffers(image, psf, **options):
-    deconvolve(image[:8, :24, :24], psf[:5, :5, :5], method="rl", iterations=2)  # compile outside the trace
+    # compile outside the trace: the same call once (numba compiles one version per signature and array layout, and
+    # a fresh clone has no on-disk cache of them; a smaller warm-up takes other paths and left compiling in the trace)
+    deconvolve(image, psf, method="rl", iterations=3, dtype=np.float32, **options)
     tracemalloc.start()
     try:
         deconvolve(image, psf, method="rl", iterations=3, dtype=np.float32, **options)
