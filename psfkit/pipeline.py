@@ -128,9 +128,10 @@ def deblur(
     --------
     >>> import psfkit
     >>> image = psfkit.data.celegans()[:128, :128]
-    >>> restored, psf = psfkit.deblur(image, iterations=5)
-    >>> restored.shape, psf.shape
-    ((128, 128), (33, 33))
+    >>> optics = psfkit.Optics(**psfkit.data.sample_info("celegans")["optics"])  # Airyscan, 42.6 nm pixels
+    >>> restored, psf, info = psfkit.deblur(image, optics=optics, return_info=True)
+    >>> restored.shape, psf.shape, info["source"], info["method"]
+    ((128, 128), (33, 33), 'nominal', 'rl-tv')
 
     A stack is deconvolved with the 3-D PSF of its optics:
 
