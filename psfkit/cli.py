@@ -191,12 +191,13 @@ def _metadata(path):
         return _tiff_metadata(tif), True
 
 
-def _optics(args, path, ndim):
-    """Optics from the file's metadata, overridden by the options; a CommandError naming what is missing."""
+def _optics(args, path, ndim, metadata=None):
+    """Optics from the file's metadata (``metadata``: already read by :func:`_metadata`), overridden by the options;
+    a CommandError naming what is missing."""
     from psfkit.optics.microscope import Optics
 
     given = {field: getattr(args, field) for field in _OPTICS_OPTIONS if getattr(args, field, None) is not None}
-    found, is_tiff = _metadata(path)
+    found, is_tiff = _metadata(path) if metadata is None else metadata
     values = {**found, **given}
     needed = ("na", "wavelength", "pixel_size") + (("z_step",) if ndim == 3 else ())
     missing = [_OPTICS_OPTIONS[name] for name in needed if values.get(name) is None]
@@ -220,12 +221,12 @@ def _identification_optics(args, image):
         if physical:
             raise CommandError(f"give either --cutoff or {_OPTICS_OPTIONS[physical[0]]} (the optics), not both")
         return None, args.cutoff, False
-    found, _ = _metadata(args.image)
-    values = {**found, **{name: getattr(args, name) for name in physical}}
+    metadata = _metadata(args.image)
+    values = {**metadata[0], **{name: getattr(args, name) for name in physical}}
     stack = image.ndim == 3 and not args.frames and values.get("z_step") is not None
     if not (stack or physical or values.get("na") is not None or values.get("wavelength") is not None):
         return None, None, False  # nothing known: fully blind
-    return _optics(args, args.image, 3 if stack else 2), None, stack
+    return _optics(args, args.image, 3 if stack else 2, metadata), None, stack
 
 
 def _psf_shape(optics, image_shape):
