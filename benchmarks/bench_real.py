@@ -53,7 +53,8 @@ is recorded: ``nominal`` for stacks, confocal / Airyscan / light-sheet images an
 images -- the DAPI optics are, fc = 0.41 -- so every tier-1 case with optics is on the nominal route today;
 ``deblur`` then runs rl-tv on that PSF with the camera background it estimates, so it differs from ``nominal``
 only by that background); ``blind (no optics)`` = ``deblur(y)``
-(2-D only; the network estimates fc in its range [0.1, 0.27], which the confocal sampling fc = 0.061 is below);
+(2-D only; the network estimates fc in its range [0.1, 0.27], which the confocal sampling fc = 0.061 is below;
+the candidate it used -- identified, milder or input, see ``deblur``'s support test -- is recorded);
 ``skimage RL best`` = ``skimage.restoration.richardson_lucy(clip(y, 0), true_psf, num_iter=k, clip=False)``,
 the best k in {5, 10, 20, 40} picked with the truth (an oracle twice: true PSF, truth-picked k; its 'same'
 convolution pads with zeros, which costs it dearly on the small DAPI plane and on stacks); ``psfkit rl`` =
@@ -277,8 +278,10 @@ def run_case(y, truth, true_psf, optics, nominal_psf, dims):
     if dims == 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            (out, psf_no), row["seconds"]["blind_no_optics"] = timed(lambda: psfkit.deblur(y))
+            (out, psf_no, info), row["seconds"]["blind_no_optics"] = timed(lambda: psfkit.deblur(y, return_info=True))
         row["quality"]["blind_no_optics"] = quality(out, truth)
+        row["candidate_no_optics"] = info["candidate"]
+        row["consistency_no_optics"] = info["consistency"]
         row["psf"]["snr_blind_no_optics_db"] = snr_nd(psf_no, true_psf)
         row["psf"]["fwhm_blind_no_optics_nm"] = widths(fit_window(psf_no, true_psf.shape), pix)
     (p, s, k), row["seconds"]["skimage_rl_best"] = timed(lambda: skimage_best(y, true_psf, truth))
@@ -516,6 +519,8 @@ def summary(rows):
         if label == "2-D":
             no = col("blind_no_optics", rs)
             s["blind_no_optics_below_input"] = int(np.sum(no < inp))
+            s["blind_no_optics_candidates"] = {c: sum(r.get("candidate_no_optics") == c for r in rs)
+                                               for c in ("identified", "milder", "input")}
             s["mean_blind_no_optics_minus_oracle_db"] = float(np.mean(no - ora))
             s["mean_blind_no_optics_minus_nominal_db"] = float(np.mean(no - nom))
             snr_o = np.array([r["psf"]["snr_blind_no_optics_db"] for r in rs])
@@ -534,7 +539,9 @@ def summary(rows):
             f"| {'yes' if s['fwhm_within_10pct'] == n else 'NO'} |",
             f"| {label} | deblur PSNR >= input on every case | below input on {s['blind_below_input']}/{n} "
             f"(mean {s['mean_blind_minus_input_db']:+.2f} dB)"
-            + (f"; no optics: {s['blind_no_optics_below_input']}/{n}" if label == "2-D" else "")
+            + (f"; no optics: {s['blind_no_optics_below_input']}/{n} (candidates used: "
+               + ", ".join(f"{k} {v}" for k, v in s["blind_no_optics_candidates"].items()) + ")"
+               if label == "2-D" else "")
             + f" | {'yes' if not s['blind_below_input'] else 'NO'} |",
             f"| {label} | deblur mean >= oracle - 1.5 dB | {s['mean_blind_minus_oracle_db']:+.2f} dB"
             + (f"; no optics {s['mean_blind_no_optics_minus_oracle_db']:+.2f} dB" if label == "2-D" else "")

@@ -155,6 +155,29 @@ def baseline_tables():
             yield records_table(f"Baselines vs the published IPOL figures ({key})", rows)
 
 
+def safety_tables():
+    """deblur's no-reference support test: its calibration and the criteria compared (issue #24)."""
+    calib = load("consistency_calibration")["summary"]
+    noref = load("noreference")
+    rows = [[f"{k} x shipped", fmt(v["max_true_or_nominal_z"]), str(v["true_or_nominal_refuted"]),
+             str(len(v["network_refuted_real"])), str(len(v["network_refuted_synthetic"]))] for k, v in calib.items()]
+    first = Table(
+        "Support test calibration (36 real-optics + 24 synthetic images; refuted when z > 6)",
+        ["dead-zone level", "max z, true / nominal PSFs", "true / nominal refuted", "network refuted, real",
+         "network refuted, synthetic"], rows,
+        note="`python benchmarks/calibrate_consistency.py`",
+    )
+    worse, total = noref["outputs_worse_than_input"], noref["outputs"]
+    rows = [[c, fmt(v["accuracy"], 2), f"{v['harm_let_through']}/{worse}", f"{v['good_rejected']}/{total - worse}"]
+            for c, v in noref["summary"].items()]
+    second = Table(
+        "Is a restoration better than its input? No-reference criteria on the 36 real-optics cases x 4 outputs",
+        ["criterion", "accuracy", "worse outputs called better", "better outputs rejected"], rows,
+        note="`python benchmarks/compare_noreference.py --deepinv PATH` (BlurStrength, SharpnessIndex: deepinv 0.5.0)",
+    )
+    return [first, second]
+
+
 SUITES = {
     "identification": identification_tables,
     "measured PSFs": measured_psf_tables,
@@ -163,6 +186,7 @@ SUITES = {
     "deconvolution": deconvolution_tables,
     "speed": speed_tables,
     "baselines": baseline_tables,
+    "no-reference safety": safety_tables,
 }
 
 
