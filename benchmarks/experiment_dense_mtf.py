@@ -33,7 +33,9 @@ Measured (2 shared CPU cores, seed 0; the held-out set at ``--per-kind 4``: 20 i
   SNR raw 7.1 / 1.2 / 1.2 dB (none / moderate / strong noise; aligned 9.3 / 4.6 / 4.0) against the image-blind
   floor 3.9 and today's bundled network 3.7 / 3.3 / 2.8; mean log10 MTF error inside the support 0.24 / 0.36 /
   0.37 -- systematic errors, which the fit does not average out. On its own synthetic distribution: 9.5 dB mean,
-  3.3 median (MTF error 0.23). Undertrained (the loss still falls), and under noise worse than the floor.
+  3.3 median (MTF error 0.23). Resumed to 72 min (474 k samples; the last 32 min shared the cores with other
+  runs): 7.9 / 1.2 / 1.9 dB raw (aligned 9.7 / 4.7 / 4.2), MTF error 0.23 / 0.34 / 0.38. Learning slowly (+0.8 dB
+  noise-free for +29 % samples), and under noise still worse than the floor.
 
 ``evaluate`` scores the held-out set of ``bench_identification.py`` (same specimens, seeds, noise levels; real
 convolutions: rung 5) and prints PSF SNR raw / aligned / best of the reflection, and the network's mean log10 MTF

@@ -272,7 +272,7 @@ def _checked_candidate(image, psf, estimated, optics, cutoff, size, noise):
         return psf, source, None
     check = support_consistency(image, psf, noise())
     # the stated optics are trusted: processed images (Airyscan) reshape their noise spectrum, which the test reads
-    # as detail (the bundled C. elegans image: z = 17 against its nominal Airyscan PSF); reported, not acted on
+    # as detail (the bundled C. elegans image: z = 10 against its nominal Airyscan PSF); reported, not acted on
     if not check["refuted"] or source == NOMINAL:
         return psf, source, check
     known = optics is not None or cutoff is not None
