@@ -35,7 +35,10 @@ Measured (2 shared CPU cores, seed 0; the held-out set at ``--per-kind 4``: 20 i
   0.37 -- systematic errors, which the fit does not average out. On its own synthetic distribution: 9.5 dB mean,
   3.3 median (MTF error 0.23). Resumed to 72 min (474 k samples; the last 32 min shared the cores with other
   runs): 7.9 / 1.2 / 1.9 dB raw (aligned 9.7 / 4.7 / 4.2), MTF error 0.23 / 0.34 / 0.38. Learning slowly (+0.8 dB
-  noise-free for +29 % samples), and under noise still worse than the floor.
+  noise-free for +29 % samples), and under noise still worse than the floor. At 96 min (666 k samples, constant
+  learning rate 1e-3): 5.8 / 1.7 / 1.5 dB raw (aligned 8.3 / 4.9 / 4.5), MTF error 0.25 / 0.36 / 0.38, training
+  loss flat at ~0.2 since ~400 k samples: a plateau, not slow progress. This network and loss do not reach the
+  targets on this CPU.
 
 ``evaluate`` scores the held-out set of ``bench_identification.py`` (same specimens, seeds, noise levels; real
 convolutions: rung 5) and prints PSF SNR raw / aligned / best of the reflection, and the network's mean log10 MTF
