@@ -213,41 +213,37 @@ def deblur(
         device=device, return_coefficients=True, noise=noise, checked=True,
     )
     psf, candidate, consistency = _checked_candidate(image, psf, estimated, optics, cutoff, size, noise)
-    if candidate == INPUT:  # no PSF consistent with the image: the safe candidate, said plainly
-        warnings.warn(_NO_CONSISTENT_PSF.format(z=consistency["z"]), UserWarning, stacklevel=2)
-        restored = image.astype(np.float32 if image.ndim == 3 else np.float64, copy=True)
-        if not return_info:
-            return restored, psf
-        info = {"source": estimated["source"], "candidate": INPUT, "consistency": consistency, "method": None,
-                "iterations": 0, "discrepancy": None, "resolution": _resolution_gain(image, restored)}
-        return restored, psf, dict(info, confidence="low")
-    nominal = candidate != IDENTIFIED
-    if method == "auto":  # iterations and a weight are rl-tv's knobs, as is a PSF the network never saw
-        method = "unrolled" if automatic_settings(iterations, regularization) and not nominal else "rl-tv"
-    # The unrolled network was trained and validated with the camera baseline estimated and removed. RL-TV keeps
-    # any offset as part of the object (harmless: A c = c), because an estimated baseline is real signal on
-    # specimens that fill the field: removing it cost up to 6 dB (benchmarks/bench_real.py, 6 of 36 cases below
-    # the input).
-    background = max(camera_background(image), 0.0) if method == "unrolled" else 0.0
-    options = {  # deconvolve's own defaults for everything deblur does not set
-        **deconvolve.__kwdefaults__,
-        "method": method,
-        "iterations": iterations,
-        "regularization": regularization,
-        "background": background,
-        "progress": progress,
-        "device": device,
-    }
-    if image.ndim == 3:  # a stack: its voxel, and half the memory
-        options.update(spacing=(optics.z_step, optics.pixel_size, optics.pixel_size), dtype=np.float32)
     report = {}
-    restored = _deconvolve(image, psf, **options, noise=noise, report=report)
+    if candidate == INPUT:  # no PSF consistent with the (2-D) image: the safe candidate, said plainly
+        warnings.warn(_NO_CONSISTENT_PSF.format(z=consistency["z"]), UserWarning, stacklevel=2)
+        restored, method, report["iterations"] = image.astype(np.float64, copy=True), None, 0
+    else:
+        nominal = candidate != IDENTIFIED
+        if method == "auto":  # iterations and a weight are rl-tv's knobs, as is a PSF the network never saw
+            method = "unrolled" if automatic_settings(iterations, regularization) and not nominal else "rl-tv"
+        # The unrolled network was trained and validated with the camera baseline estimated and removed. RL-TV keeps
+        # any offset as part of the object (harmless: A c = c), because an estimated baseline is real signal on
+        # specimens that fill the field: removing it cost up to 6 dB (benchmarks/bench_real.py, 6 of 36 cases below
+        # the input).
+        background = max(camera_background(image), 0.0) if method == "unrolled" else 0.0
+        options = {  # deconvolve's own defaults for everything deblur does not set
+            **deconvolve.__kwdefaults__,
+            "method": method,
+            "iterations": iterations,
+            "regularization": regularization,
+            "background": background,
+            "progress": progress,
+            "device": device,
+        }
+        if image.ndim == 3:  # a stack: its voxel, and half the memory
+            options.update(spacing=(optics.z_step, optics.pixel_size, optics.pixel_size), dtype=np.float32)
+        restored = _deconvolve(image, psf, **options, noise=noise, report=report)
     if not return_info:
         return restored, psf
     info = {
         "source": estimated["source"], "candidate": candidate, "consistency": consistency, "method": method,
         "iterations": report.get("iterations"), "discrepancy": report.get("discrepancy"),
-        "resolution": _resolution_gain(image, restored),
+        "resolution": _resolution_gain(image, None if candidate == INPUT else restored),
     }
     before, after = info["resolution"]
     sharper = before is not None and after < before
@@ -285,12 +281,16 @@ def _checked_candidate(image, psf, estimated, optics, cutoff, size, noise):
 
 
 def _resolution_gain(image, restored):
-    """Decorrelation resolution (pixels) of ``image`` and ``restored``, on a stack's plane of largest variance."""
+    """Decorrelation resolution (pixels) of ``image`` and ``restored``, on a stack's plane of largest variance.
+
+    ``restored=None``: the image was returned unchanged (analysed once, the same value twice).
+    """
     from psfkit.metrics import decorrelation_resolution
 
     if image.ndim == 3:
         plane = int(np.argmax(image.reshape(len(image), -1).var(axis=1)))
-        image, restored = image[plane], restored[plane]
+        image, restored = image[plane], None if restored is None else restored[plane]
     if min(image.shape) < 16:  # too small for the analysis
         return None, None
-    return float(decorrelation_resolution(image)), float(decorrelation_resolution(restored))
+    before = float(decorrelation_resolution(image))
+    return before, before if restored is None else float(decorrelation_resolution(restored))
