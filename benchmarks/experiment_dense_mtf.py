@@ -40,6 +40,10 @@ Measured (2 shared CPU cores, seed 0; the held-out set at ``--per-kind 4``: 20 i
   loss flat at ~0.2 since ~400 k samples: a plateau, not slow progress. This network and loss do not reach the
   targets on this CPU.
 
+The design continues in the package: :mod:`psfkit.learned.mtf_net` (with a spread head),
+:mod:`psfkit.training.train_mtf` (warm-started from this experiment's checkpoint) and
+``benchmarks/bench_identifier_network.py``.
+
 ``evaluate`` scores the held-out set of ``bench_identification.py`` (same specimens, seeds, noise levels; real
 convolutions: rung 5) and prints PSF SNR raw / aligned / best of the reflection, and the network's mean log10 MTF
 error inside the support.

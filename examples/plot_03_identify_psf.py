@@ -84,13 +84,20 @@ airy = psfkit.airy_psf(cutoff=fc, size=33)
 random_thetas = np.random.default_rng(1).uniform(-0.15, 0.15, (256, len(NOLL)))
 mean_psf = psfkit.zernike_psf(random_thetas, cutoff=fc, size=33).mean(axis=0)
 
-print(f"{'estimate':24s} {'fc':>6s} {'PSF SNR (dB)':>12s} {'aligned':>8s}")
+print(f"{'estimate':24s} {'fc':>6s} {'PSF SNR (dB)':>12s} {'aligned':>8s} {'uncertainty':>11s}")
 for name, (psf, info) in estimates.items():
-    print(f"{name:24s} {info['cutoff']:6.3f} {psf_snr(psf, true_psf):12.2f} {psf_snr(psf, true_psf, align=True):8.2f}")
+    print(f"{name:24s} {info['cutoff']:6.3f} {psf_snr(psf, true_psf):12.2f} {psf_snr(psf, true_psf, align=True):8.2f} "
+          f"{info['uncertainty']:11.3f}")
 for name, psf in [("Airy at true fc", airy), ("image-blind mean PSF", mean_psf)]:
     print(f"{name:24s} {fc:6.3f} {psf_snr(psf, true_psf):12.2f} {psf_snr(psf, true_psf, align=True):8.2f}")
 
 # %%
+# "uncertainty" is ``info["uncertainty"]``: the spread that a second, dense
+# network (which predicts the MTF itself) gives its prediction inside the
+# OTF support, in log10 units. It grows with the noise and ranks the errors
+# (see the user guide's learned-models page); it does not change the
+# estimate.
+#
 # "aligned" is the best PSF SNR over integer shifts of up to 3 pixels and
 # the point reflection, the ambiguities that no blind method can resolve. An
 # estimate below the image-blind mean PSF has not extracted more than the

@@ -133,6 +133,8 @@ def deblur(
         analysis (:func:`psfkit.decorrelation_resolution`; for a stack, on the
         plane of largest variance; a smaller value after is a sharper image
         -- or amplified noise, which the analysis cannot tell apart) and
+        ``"uncertainty"`` and ``"refined"`` (of the identification, see
+        :func:`psfkit.estimate_psf`; None and False for a nominal PSF) and
         ``"confidence"``: ``"high"`` when a consistent PSF was used and the
         decorrelation resolution improved, else ``"low"``.
 
@@ -244,6 +246,7 @@ def deblur(
         "source": estimated["source"], "candidate": candidate, "consistency": consistency, "method": method,
         "iterations": report.get("iterations"), "discrepancy": report.get("discrepancy"),
         "resolution": _resolution_gain(image, None if candidate == INPUT else restored),
+        "uncertainty": estimated.get("uncertainty"), "refined": estimated["refined"],
     }
     before, after = info["resolution"]
     sharper = before is not None and after < before

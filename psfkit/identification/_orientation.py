@@ -11,7 +11,13 @@ al., CVPR 2011) is kept -- the criterion (:mod:`._sparsity`) that :mod:`._refine
 
 import numpy as np
 
-_ODD = np.array([False, False, False, True, True, True, True, False])
+
+
+def odd_terms(indices):
+    """Which Noll ``indices`` change sign under the point reflection (odd radial order: comas, trefoils, ...)."""
+    from psfkit.optics.zernike import noll_to_nm
+
+    return np.array([noll_to_nm(j)[0] % 2 == 1 for j in indices])
 
 
 def choose_orientation(image, coefficients, cutoff, *, indices, threshold=0.01):
@@ -29,7 +35,7 @@ def choose_orientation(image, coefficients, cutoff, *, indices, threshold=0.01):
     coefficients = np.asarray(coefficients, dtype=np.float64)
     batch = np.atleast_2d(coefficients)
     cutoffs = np.broadcast_to(np.asarray(cutoff, dtype=np.float64), batch.shape[:1])
-    odd = _ODD[: batch.shape[1]]
+    odd = odd_terms(indices)
     ambiguous = np.sqrt(np.sum(batch[:, odd] ** 2, axis=1)) >= threshold
     if not ambiguous.any():
         return coefficients

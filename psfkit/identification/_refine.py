@@ -101,7 +101,8 @@ def sparsity_fit(image, coefficients, cutoff, *, indices, iterations=(100, 60)):
     return theta[order].numpy()
 
 
-def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False, noise=None):
+def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False, noise=None, starts=(),
+           random_starts=24, sparsity=True):
     """Refined candidate coefficients, their fc and weights, and whether the fit was kept.
 
     The Whittle fit of :mod:`._spectral_fit` is noise-aware and runs at every
@@ -143,6 +144,11 @@ def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False
     measured with the sparsity fit alone and dropped (6 noiseless tilted
     fields: 7.7 -> 8.4 dB mean, but worse on 2 of 6).
 
+    ``starts``: further starting points (the network's other hypotheses,
+    :mod:`._mtf_fit`), fitted alongside ``coefficients``; ``random_starts``
+    seeded random points join them (:func:`._spectral_fit.spectral_fit`);
+    ``sparsity=False`` skips the sparsity fit's starting points.
+
     ``noise`` is the Poisson-Gaussian fit ``(a, b)`` of ``image``
     (:func:`psfkit.restoration._regularization.noise_model`) when the
     caller has measured it; None measures it.
@@ -154,13 +160,13 @@ def refine(image, coefficients, cutoff, *, indices, bound=None, fit_cutoff=False
     limit = _DEFAULT_BOUND if bound is None else float(bound)
     network = np.asarray(coefficients, dtype=np.float64)
     start = np.clip(network, -limit, limit)
-    starts = [start]
-    # noise std over the signal range above the darkest pixels (the camera baseline)
-    rho = relative_noise(image, float(np.percentile(image, 0.5)), noise)[0]
+    points = [start] + [np.clip(np.asarray(s, dtype=np.float64), -limit, limit) for s in starts]
     with single_threaded():  # deterministic given the inputs, whatever the thread count
-        if rho <= _MAX_RELATIVE_NOISE:
-            starts.extend(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
-        thetas, cutoffs, weights = spectral_fit(image, starts, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff)
+        # noise std over the signal range above the darkest pixels (the camera baseline)
+        if sparsity and relative_noise(image, float(np.percentile(image, 0.5)), noise)[0] <= _MAX_RELATIVE_NOISE:
+            points.extend(np.clip(sparsity_fit(image, start, cutoff, indices=indices), -limit, limit))
+        thetas, cutoffs, weights = spectral_fit(image, points, cutoff, indices=indices, bound=limit, fit_cutoff=fit_cutoff,
+                                                random_starts=random_starts)
     kept = True
     if bound is None:
         edge = np.any(np.abs(thetas) >= limit * (1 - 1e-6), axis=1)

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 
 from psfkit._validation import as_float_array, check_bool, check_int, check_positive
+from psfkit.identification._mtf_fit import fit_to_mtf, hypotheses, predict_mtf, spread_in_support
 from psfkit.identification._orientation import choose_orientation
 from psfkit.identification._nominal import IDENTIFIED, NOMINAL, check_optics, nominal_psf, route
 from psfkit.identification._refine import _DEFAULT_BOUND
@@ -24,6 +25,11 @@ _MIN_SIDE = 64  # one Welch window
 # 12.9 / 9.3 | 14.9 / 8.4 / 6.5; 0.08: 14.6 / 15.0 / 11.8 | 13.9 / 7.6 / 4.2; 0.1: 14.1 / 15.0 / 12.1 | 11.7 /
 # 6.3 / 4.3).
 _REFINE_ABOVE = 0.065  # waves
+# Whether the dense MTF network's fits (its hypotheses, _mtf_fit) join the refinement's starting points. Measured
+# on calibration images (benchmarks/calibrate_identifier.py, seed 31337, not the held-out set; strongly aberrated,
+# fc known, mean PSF SNR of refine=True with / without them): no gain (no noise 20.2 / 21.1 dB on 10 images, one of
+# them 8.5 dB worse; moderate noise 7.3 / 7.2 on 9) for about 1 s more per image, so they do not.
+_NETWORK_STARTS = False
 
 
 # The refinement's fit ran to the amplitude bound: the image's power spectrum is not explained by the model. On the
@@ -246,7 +252,14 @@ def estimate_psf(
         is nearest the weighted mean returned as ``psf`` (its
         ``zernike_psf`` can differ from it) and ``"cutoff"`` is the
         candidates' likelihood-weighted mean fc. ``"source"``: ``"identified"``
-        or ``"nominal"`` (then the coefficients are zero).
+        or ``"nominal"`` (then the coefficients are zero). ``"uncertainty"``:
+        the dense MTF network's (:mod:`psfkit.learned.mtf_net`) RMS
+        predicted spread of log10 MTF inside the OTF support, for the whole
+        image (None for a nominal PSF); larger under noise and on images
+        the networks misread (see Notes). ``"hypotheses"``: with ``refine``,
+        that network's distinct fits, which seeded the refinement
+        (``"coefficients"`` (H, 8), ``"cutoff"`` (H,), ``"weights"`` (H,));
+        else None.
 
     Warns
     -----
@@ -270,6 +283,15 @@ def estimate_psf(
     is kept. With ``grid``, each region is estimated separately, the sign
     conventions are aligned to the global estimate and the coefficient field is
     median filtered (3 x 3), as in Shajkofci & Liebling.
+
+    A second, dense network (:mod:`psfkit.learned.mtf_net`, issue #25)
+    predicts the MTF itself, with a spread, on the 64 x 64 frequency grid;
+    the coefficients are fitted to that prediction without reading the
+    image again (:mod:`psfkit.identification._mtf_fit`). Its spread is
+    ``info["uncertainty"]`` (one forward pass, about 20 ms). It does not
+    replace the coefficient network's estimate, and its fits do not seed
+    the refinement: measured, neither helps (see
+    ``benchmarks/bench_identifier_network.py`` and the user guide).
 
     The model card next to the weights (``psfkit/learned/weights``) records
     the training recipe and the validation figures.
@@ -395,6 +417,10 @@ def _estimate_psf(
     fc = fc.double().cpu().numpy()
     if cutoff is not None:  # exactly the user's value, not its float32 round trip
         fc[:] = cutoff
+    # the dense MTF network (issue #25): its spread is the uncertainty reported; its fits seed the refinement
+    mtf_net = bundled_network("mtf", str(device))
+    mtf_mean, mtf_spread = predict_mtf(mtf_net, [image], [np.nan if cutoff is None else cutoff], device)
+    uncertainty = spread_in_support(mtf_spread[0], float(fc[0]))
 
     if refine is None:  # a global estimate of a strongly aberrated PSF; never a map (fast, see refine's doc)
         refine = grid is None and refines_by_default(theta[0])
@@ -402,9 +428,14 @@ def _estimate_psf(
     if refine:
         from psfkit.identification._refine import refine as refine_fit
 
+        starts = ()
+        if _NETWORK_STARTS:
+            bound = _DEFAULT_BOUND if max_amplitude is None else max_amplitude
+            starts = hypotheses(*fit_to_mtf(mtf_mean[0], mtf_spread[0], cutoff, indices=NOLL, bound=bound),
+                                indices=NOLL)[0]
         candidates, candidate_fc, weights, refined = refine_fit(
             image, theta[0], fc[0], indices=NOLL, bound=max_amplitude, fit_cutoff=cutoff is None,
-            noise=noise() if noise is not None and factor == 1 else None,
+            noise=noise() if noise is not None and factor == 1 else None, starts=starts,
         )
         if not refined:  # stacklevel: the caller of estimate_psf or deblur
             fallback_fc = _mean_cutoff(weights, candidate_fc / factor, user_cutoff)
@@ -419,7 +450,8 @@ def _estimate_psf(
     global_theta = candidates[nearest]
     if grid is None:
         fc_mean = _mean_cutoff(weights, candidate_fc, user_cutoff)
-        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": fc_mean, "refined": refined, "source": IDENTIFIED}
+        info = {"noll": NOLL, "coefficients": global_theta, "cutoff": fc_mean, "refined": refined, "source": IDENTIFIED,
+                "uncertainty": uncertainty}
     else:
         from scipy.ndimage import median_filter
 
@@ -429,7 +461,8 @@ def _estimate_psf(
         psf = np.stack(
             [zernike_psf(local[i, j], cutoff=local_fc[i, j], size=size, indices=NOLL) for i in range(grid[0]) for j in range(grid[1])]
         ).reshape(grid[0], grid[1], size, size)
-        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc, "refined": refined, "source": IDENTIFIED}
+        info = {"noll": NOLL, "coefficients": local, "cutoff": local_fc, "refined": refined, "source": IDENTIFIED,
+                "uncertainty": uncertainty}
     return (psf, info) if return_coefficients else psf
 
 
@@ -448,5 +481,6 @@ def _nominal(shape, optics, cutoff, max_amplitude, size, grid, refine, device, r
     size = check_int(size if size is not None else 33 if len(shape) == 2 else None, "size", minimum=1,
                      maximum=MAX_SIZE, allow_none=True)
     psf = nominal_psf(shape, optics, cutoff, size)
-    info = {"noll": NOLL, "coefficients": np.zeros(len(NOLL)), "cutoff": cutoff, "refined": False, "source": NOMINAL}
+    info = {"noll": NOLL, "coefficients": np.zeros(len(NOLL)), "cutoff": cutoff, "refined": False, "source": NOMINAL,
+            "uncertainty": None}
     return (psf, info) if return_coefficients else psf

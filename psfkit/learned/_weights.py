@@ -25,7 +25,11 @@ def model_card(name):
 
 
 # bundled network name -> (module, class) that builds it
-_ARCHITECTURES = {"identifier": ("identifier_net", "IdentifierNet"), "unrolled": ("unrolled_net", "UnrolledDeblur")}
+_ARCHITECTURES = {
+    "identifier": ("identifier_net", "IdentifierNet"),
+    "mtf": ("mtf_net", "MTFNet"),
+    "unrolled": ("unrolled_net", "UnrolledDeblur"),
+}
 
 
 @functools.lru_cache(maxsize=8)

@@ -17,8 +17,17 @@ import shlex
 from pathlib import Path
 
 from psfkit.learned._weights import WEIGHTS_DIR, sha256
-from psfkit.training.train_identifier import DATA_RECIPE as IDENTIFIER_RECIPE
-from psfkit.training.train_identifier import VALIDATION_SET as IDENTIFIER_VALIDATION
+
+
+_MODULES = {"identifier": "psfkit.training.train_identifier", "mtf": "psfkit.training.train_mtf"}
+
+
+def _recipe(module):
+    """The data recipe and validation set that the training module ``module`` documents."""
+    import importlib
+
+    trainer = importlib.import_module(module)
+    return trainer.DATA_RECIPE, trainer.VALIDATION_SET
 
 
 def export(run_dir, name="identifier", validation=None, notes=None):
@@ -38,7 +47,8 @@ def export(run_dir, name="identifier", validation=None, notes=None):
     path = WEIGHTS_DIR / f"{name}.pt"
     torch.save(weights, path)
     args = training["args"]
-    module = training.get("module", "psfkit.training.train_identifier")
+    module = training.get("module", _MODULES.get(name, "psfkit.training.train_identifier"))
+    recipe, validation_set = _recipe(module)
     command = f"python -m {module} " + " ".join(
         f"--{k.replace('_', '-')} {shlex.quote(str(v))}" if not isinstance(v, bool) else (f"--{k.replace('_', '-')}" if v else "")
         for k, v in args.items()
@@ -52,13 +62,13 @@ def export(run_dir, name="identifier", validation=None, notes=None):
         "training_command": " ".join(command.split()),
         "seed": args["seed"],
         "steps": training["step"],
-        "schedule_steps": training["total_steps"],
+        "schedule_steps": training.get("total_steps"),
         "wall_time_minutes": training["minutes"],
         "hardware": training["hardware"],
-        "device": training["device"],
+        "device": training.get("device", "cpu"),
         "validation_history": training["history"],
-        "data_recipe": training.get("data_recipe", IDENTIFIER_RECIPE),
-        "validation_set": training.get("validation_set", IDENTIFIER_VALIDATION),
+        "data_recipe": training.get("data_recipe", recipe),
+        "validation_set": training.get("validation_set", validation_set),
     }
     if validation is not None:
         card["benchmark"] = json.loads(Path(validation).read_text())

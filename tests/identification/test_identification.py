@@ -62,6 +62,39 @@ def test_return_coefficients_and_size(case):
     assert info["noll"] == NOLL and info["coefficients"].shape == (8,)
     assert info["cutoff"] == pytest.approx(0.18)
     np.testing.assert_allclose(psf, psfkit.zernike_psf(info["coefficients"], cutoff=0.18, size=25, indices=NOLL))
+    # the dense MTF network's uncertainty is always reported
+    assert isinstance(info["uncertainty"], float) and 0.01 <= info["uncertainty"] < 3
+
+
+def test_the_mtf_networks_hypotheses_seed_the_refinement_only_when_switched_on(case, monkeypatch):
+    from psfkit.identification import _refine, estimate
+
+    image, _ = case
+    seen = {}
+    original = _refine.refine
+
+    def spy(*args, **kwargs):
+        seen["starts"] = np.asarray(kwargs["starts"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_refine, "refine", spy)
+    psfkit.estimate_psf(image, cutoff=0.18, refine=True)
+    assert len(seen["starts"]) == 0  # the default: measured no gain (see estimate._NETWORK_STARTS)
+    monkeypatch.setattr(estimate, "_NETWORK_STARTS", True)
+    psfkit.estimate_psf(image, cutoff=0.18, refine=True)
+    assert seen["starts"].ndim == 2 and seen["starts"].shape[1] == len(NOLL) and 1 <= len(seen["starts"]) <= 3
+    assert np.all(np.abs(seen["starts"]) <= 0.25) and np.any(seen["starts"] != 0)
+
+
+def test_uncertainty_grows_with_noise(case):
+    # the network's spread is its own reading of how much of the MTF the image shows
+    _, truth = case
+    specimen = data.random_specimen((256, 256), rng=np.random.default_rng(5))
+    spreads = []
+    for gain in (1e6, 500.0, 20.0):
+        image = psfkit.simulate_acquisition(specimen, truth, gain=gain, read_noise=0.0, bits=16, rng=1)
+        spreads.append(psfkit.estimate_psf(image, cutoff=0.18, refine=False, return_coefficients=True)[1]["uncertainty"])
+    assert spreads[0] < spreads[1] < spreads[2]
 
 
 def test_unknown_cutoff_is_estimated_in_range(case):

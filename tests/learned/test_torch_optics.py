@@ -11,13 +11,7 @@ THETAS = RNG.uniform(-0.15, 0.15, size=(6, 8))
 CUTOFFS = np.array([0.1, 0.125, 0.18, 0.2, 0.25, 0.4])
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # tiny problems: torch's thread pool only adds contention on a shared CPU
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny problems: see tests/conftest.py
 
 
 def test_equals_numpy_with_per_sample_cutoffs_float64():
