@@ -164,7 +164,7 @@ def train(minutes, checkpoint, batch=32, seed=0):
     step = seen = 0
     log = []
     if os.path.exists(checkpoint):
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=True)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
@@ -247,7 +247,7 @@ def evaluate(checkpoint, per_kind):
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     net = UNet()
     net.load_state_dict(state["net"])
     net.eval()

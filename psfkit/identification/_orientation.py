@@ -12,7 +12,6 @@ al., CVPR 2011) is kept -- the criterion (:mod:`._sparsity`) that :mod:`._refine
 import numpy as np
 
 
-
 def odd_terms(indices):
     """Which Noll ``indices`` change sign under the point reflection (odd radial order: comas, trefoils, ...)."""
     from psfkit.optics.zernike import noll_to_nm

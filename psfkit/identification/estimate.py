@@ -258,10 +258,7 @@ def estimate_psf(
         the dense MTF network's (:mod:`psfkit.learned.mtf_net`) RMS
         predicted spread of log10 MTF inside the OTF support, for the whole
         image (None for a nominal PSF); larger under noise and on images
-        the networks misread (see Notes). ``"hypotheses"``: with ``refine``,
-        that network's distinct fits, which seeded the refinement
-        (``"coefficients"`` (H, 8), ``"cutoff"`` (H,), ``"weights"`` (H,));
-        else None.
+        the networks misread (see Notes).
 
     Warns
     -----
@@ -419,7 +416,8 @@ def _estimate_psf(
     fc = fc.double().cpu().numpy()
     if cutoff is not None:  # exactly the user's value, not its float32 round trip
         fc[:] = cutoff
-    # the dense MTF network (issue #25): its spread is the uncertainty reported; its fits seed the refinement
+    # the dense MTF network (issue #25): its spread is the uncertainty reported (its fits seed the refinement only
+    # with _NETWORK_STARTS)
     mtf_net = bundled_network("mtf", str(device))
     mtf_mean, mtf_spread = predict_mtf(mtf_net, [image], [np.nan if cutoff is None else cutoff], device)
     uncertainty = spread_in_support(mtf_spread[0], float(fc[0]))

@@ -34,7 +34,7 @@ VALIDATION_SET = (f"{_VALIDATION_SIZE} spectral-domain samples of the same recip
 
 
 def _warm_start(net, path):
-    old = torch.load(path, weights_only=False)["net"]
+    old = torch.load(path, weights_only=True)["net"]
     state = net.state_dict()
     for name, value in old.items():
         if name == "e1.0.weight":
