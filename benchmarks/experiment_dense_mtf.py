@@ -59,100 +59,47 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from psfkit.learned.spectral import hann_window  # noqa: E402
-from psfkit.learned.torch_optics import psf_to_otf, zernike_psf_torch  # noqa: E402
+from psfkit.learned.mtf_net import MTFNet, centred_radius, full_plane  # noqa: E402
+from psfkit.training.spectral_synthesis import mtf as _mtf, periodogram_and_target  # noqa: E402
 
 NOLL = tuple(range(4, 12))
-W, FINE, FLOOR = 64, 128, 1e-5
+W, FLOOR = 64, 1e-5
 CHECKPOINT = Path("/tmp/psfkit_dense_mtf.pt")
 
 
-def _radius(n, rfft=True):
-    fy = torch.fft.fftfreq(n)[:, None]
-    fx = (torch.fft.rfftfreq(n) if rfft else torch.fft.fftfreq(n))[None]
-    return torch.sqrt(fy**2 + fx**2), torch.atan2(fy.expand(n, fx.shape[1]), fx.expand(n, fx.shape[1]))
-
-
-R_FINE, PHI_FINE = _radius(FINE)
-R_W, _ = _radius(W)
-TAPER = hann_window(W, dtype=torch.float32)
-LAG = (2 * W, 2 * W)
-WINDOW_AC = torch.fft.irfft2(torch.fft.rfft2(TAPER, s=LAG).abs().square(), s=LAG) / TAPER.square().sum()
-LAGS = torch.cat([torch.arange(W), torch.arange(FINE - W, FINE)])
-
-
 def mtf(theta, fc, n):
-    return psf_to_otf(zernike_psf_torch(theta, fc, size=33, indices=NOLL), (n, n)).abs().square()
-
-
-def full_plane(half):
-    """(B, W, W//2+1) rfft layout -> (B, W, W) full plane, DC centred (a periodogram is point symmetric)."""
-    full = torch.empty(half.shape[0], W, W, dtype=half.dtype)
-    full[:, :, : W // 2 + 1] = half
-    full[:, :, W // 2 + 1 :] = torch.roll(half[:, :, 1 : W // 2].flip(-1).flip(1), 1, dims=1)
-    return torch.fft.fftshift(full, dim=(-2, -1))
+    return _mtf(theta, fc, n, NOLL)
 
 
 def synthesise(batch, gen, amplitude=0.15):
     """(log10 periodogram, fc, log10 MTF target, coefficients), all in the spectral domain."""
     theta = (torch.rand(batch, len(NOLL), generator=gen) * 2 - 1) * amplitude
     fc = 0.125 + 0.125 * torch.rand(batch, generator=gen)
-    beta = 1.0 + 3.0 * torch.rand(batch, generator=gen)
-    aniso = 0.8 * torch.rand(batch, generator=gen) ** 2
-    phi0 = math.pi * torch.rand(batch, generator=gen)
-    r = R_FINE.clamp_min(0.5 / FINE)
-    log_s = -beta[:, None, None] * torch.log(r / 0.1) + aniso[:, None, None] * torch.cos(
-        2 * (PHI_FINE - phi0[:, None, None])) * torch.log(r / 0.02).clamp_min(0)
-    with torch.no_grad():
-        density = mtf(theta.double(), fc.double(), FINE).float() * torch.exp(log_s)
-        cov = torch.fft.irfft2(density, s=(FINE, FINE))[:, LAGS][:, :, LAGS] * WINDOW_AC
-        folded = cov[:, :W, :W] + cov[:, W:, :W] + cov[:, :W, W:] + cov[:, W:, W:]
-        signal = torch.fft.rfft2(folded).real.clamp_min(0)
-        ref = signal[:, (R_W > 0.03) & (R_W < 0.06)].mean(1)
-        noise = ref * 10 ** (-9 * torch.rand(batch, generator=gen))
-        p = signal + noise[:, None, None]
-        p = p / p.mean((1, 2), keepdim=True)
-        k = 10 + 90 * torch.rand(batch, generator=gen)
-        p = p * torch._standard_gamma(k[:, None, None].expand_as(p).contiguous(), generator=gen) / k[:, None, None]
-        target = torch.log10(mtf(theta.double(), fc.double(), W).float() + FLOOR)
-    return full_plane(torch.log10(p.clamp_min(1e-12))), fc, full_plane(target), theta
+    log_p, target = periodogram_and_target(theta, fc, gen, NOLL)
+    return log_p, fc, target, theta
 
 
 def inputs(log_p, fc):
-    rr = torch.fft.fftshift(_radius(W, rfft=False)[0])[None].expand(len(fc), W, W)
+    rr = centred_radius(W)[None].expand(len(fc), W, W)
     x = log_p - log_p.mean((1, 2), keepdim=True)
     return torch.stack([x, rr / (2 * fc[:, None, None]), fc[:, None, None].expand(-1, W, W) * 4], 1)
 
 
-def _block(i, o):
-    return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.GELU(), nn.Conv2d(o, o, 3, padding=1), nn.GELU())
+class UNet(MTFNet):
+    """The experiment's network: psfkit's MTFNet with 3 input channels and the mean alone."""
 
-
-class UNet(nn.Module):
-    def __init__(self, c=(16, 32, 48, 64)):
-        super().__init__()
-        self.e1, self.e2, self.e3, self.e4 = _block(3, c[0]), _block(c[0], c[1]), _block(c[1], c[2]), _block(c[2], c[3])
-        self.u3, self.u2, self.u1 = _block(c[3] + c[2], c[2]), _block(c[2] + c[1], c[1]), _block(c[1] + c[0], c[0])
-        self.out = nn.Conv2d(c[0], 1, 1)
+    def __init__(self):
+        super().__init__(in_channels=3, outputs=1)
 
     def forward(self, x):
-        e1 = self.e1(x)
-        e2 = self.e2(F.avg_pool2d(e1, 2))
-        e3 = self.e3(F.avg_pool2d(e2, 2))
-        e4 = self.e4(F.avg_pool2d(e3, 2))
-        d3 = self.u3(torch.cat([F.interpolate(e4, scale_factor=2), e3], 1))
-        d2 = self.u2(torch.cat([F.interpolate(d3, scale_factor=2), e2], 1))
-        d1 = self.u1(torch.cat([F.interpolate(d2, scale_factor=2), e1], 1))
-        return self.out(d1)[:, 0] + math.log10(FLOOR) / 2
+        return self.features(x)[:, 0] + math.log10(FLOOR) / 2
 
 
 def loss_fn(pred, target, fc):
-    rr = torch.fft.fftshift(_radius(W, rfft=False)[0])[None]
+    rr = centred_radius(W)[None]
     weight = 1.0 + 4.0 * (rr < 2 * fc[:, None, None]).float()  # the support counts 5x
     return ((pred - target) ** 2 * weight).mean()
 

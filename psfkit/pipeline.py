@@ -189,7 +189,6 @@ def deblur(
         deconvolve,
         _deconvolve,
     )
-    from psfkit.identification._nominal import NOMINAL
     from psfkit.identification.estimate import _estimate_psf
 
     # validated once, here: the estimation below trusts it (the deconvolution, public, checks it again)

@@ -80,16 +80,16 @@ def _block(i, o):
 class MTFNet(nn.Module):
     """A small U-Net (about 230 k parameters): periodogram channels -> mean and spread of log10 MTF."""
 
-    def __init__(self, channels=(16, 32, 48, 64), in_channels=4):
+    def __init__(self, channels=(16, 32, 48, 64), in_channels=4, outputs=2):
         super().__init__()
         c = channels
         self.e1, self.e2 = _block(in_channels, c[0]), _block(c[0], c[1])
         self.e3, self.e4 = _block(c[1], c[2]), _block(c[2], c[3])
         self.u3, self.u2, self.u1 = _block(c[3] + c[2], c[2]), _block(c[2] + c[1], c[1]), _block(c[1] + c[0], c[0])
-        self.out = nn.Conv2d(c[0], 2, 1)
+        self.out = nn.Conv2d(c[0], outputs, 1)
 
-    def forward(self, x):
-        """``(B, 4, W, W)`` -> ``(mean, spread)``, each ``(B, W, W)`` in log10 units."""
+    def features(self, x):
+        """The U-Net's raw output maps, ``(B, outputs, W, W)``."""
         e1 = self.e1(x)
         e2 = self.e2(F.avg_pool2d(e1, 2))
         e3 = self.e3(F.avg_pool2d(e2, 2))
@@ -97,7 +97,11 @@ class MTFNet(nn.Module):
         d3 = self.u3(torch.cat([F.interpolate(e4, scale_factor=2), e3], 1))
         d2 = self.u2(torch.cat([F.interpolate(d3, scale_factor=2), e2], 1))
         d1 = self.u1(torch.cat([F.interpolate(d2, scale_factor=2), e1], 1))
-        out = self.out(d1)
+        return self.out(d1)
+
+    def forward(self, x):
+        """``(B, 4, W, W)`` -> ``(mean, spread)``, each ``(B, W, W)`` in log10 units."""
+        out = self.features(x)
         mean = out[:, 0] + math.log10(MTF_FLOOR) / 2
         spread = F.softplus(out[:, 1]) + _MIN_SPREAD
         return mean, spread

@@ -65,14 +65,14 @@ def draw_coefficients(batch, generator):
     return theta
 
 
-def synthesise(batch, generator):
-    """One batch: ``(log10 periodogram, cutoff given to the network, true cutoff, log10 MTF target, theta)``.
+def periodogram_and_target(theta, fc, generator, indices=NOLL):
+    """A random specimen spectrum, noise and Welch statistics for the blurs ``(theta, fc)``.
 
-    Periodogram and target on the centred ``WINDOW`` x ``WINDOW`` plane; the
-    cutoff given to the network is NaN where it is hidden.
+    Returns ``(log10 periodogram, log10 MTF target)`` on the centred
+    ``WINDOW`` x ``WINDOW`` plane; draws from ``generator`` in a fixed order
+    (spectrum slope, anisotropy and its angle, noise, window count, Gamma).
     """
-    theta = draw_coefficients(batch, generator)
-    fc = CUTOFF_RANGE[0] + (CUTOFF_RANGE[1] - CUTOFF_RANGE[0]) * torch.rand(batch, generator=generator)
+    batch = theta.shape[0]
     beta = 1.0 + 3.0 * torch.rand(batch, generator=generator)
     aniso = 0.8 * torch.rand(batch, generator=generator) ** 2
     phi0 = math.pi * torch.rand(batch, generator=generator)
@@ -80,7 +80,7 @@ def synthesise(batch, generator):
     log_s = -beta[:, None, None] * torch.log(r / 0.1) + aniso[:, None, None] * torch.cos(
         2 * (_PHI_FINE - phi0[:, None, None])) * torch.log(r / 0.02).clamp_min(0)
     with torch.no_grad():
-        density = mtf(theta.double(), fc.double(), _FINE).float() * torch.exp(log_s)
+        density = mtf(theta.double(), fc.double(), _FINE, indices).float() * torch.exp(log_s)
         cov = torch.fft.irfft2(density, s=_LAG)[:, _LAGS][:, :, _LAGS] * _WINDOW_AC
         w = WINDOW
         folded = cov[:, :w, :w] + cov[:, w:, :w] + cov[:, :w, w:] + cov[:, w:, w:]
@@ -92,7 +92,19 @@ def synthesise(batch, generator):
         k = 10 + 90 * torch.rand(batch, generator=generator)
         gamma = torch._standard_gamma(k[:, None, None].expand_as(p).contiguous(), generator=generator)
         p = p * gamma / k[:, None, None]
-        target = torch.log10(mtf(theta.double(), fc.double(), WINDOW).float() + MTF_FLOOR)
+        target = torch.log10(mtf(theta.double(), fc.double(), WINDOW, indices).float() + MTF_FLOOR)
+    return full_plane(torch.log10(p.clamp_min(1e-12))), full_plane(target)
+
+
+def synthesise(batch, generator):
+    """One batch: ``(log10 periodogram, cutoff given to the network, true cutoff, log10 MTF target, theta)``.
+
+    Periodogram and target on the centred ``WINDOW`` x ``WINDOW`` plane; the
+    cutoff given to the network is NaN where it is hidden.
+    """
+    theta = draw_coefficients(batch, generator)
+    fc = CUTOFF_RANGE[0] + (CUTOFF_RANGE[1] - CUTOFF_RANGE[0]) * torch.rand(batch, generator=generator)
+    log_p, target = periodogram_and_target(theta, fc, generator)
     hidden = torch.rand(batch, generator=generator) < 0.3
     given = torch.where(hidden, torch.full_like(fc, float("nan")), fc)
-    return full_plane(torch.log10(p.clamp_min(1e-12))), given, fc, full_plane(target), theta
+    return log_p, given, fc, target, theta

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from psfkit.learned.mtf_net import MTFNet, gaussian_nll, network_inputs
+from psfkit.learned.mtf_net import MTFNet, centred_radius, gaussian_nll, network_inputs
 from psfkit.training import spectral_synthesis
 from psfkit.training.spectral_synthesis import NOLL, synthesise
 
@@ -64,9 +64,7 @@ def validate(net, data):
     mean, spread = net(network_inputs(log_p, given))
     net.train()
     nll = float(gaussian_nll(mean, spread, target, fc).mean())
-    rr = torch.fft.fftshift(torch.fft.fftfreq(mean.shape[-1]))
-    rr = torch.sqrt(rr[:, None] ** 2 + rr[None] ** 2)[None]
-    inside = rr < 2 * fc[:, None, None]
+    inside = centred_radius(mean.shape[-1])[None] < 2 * fc[:, None, None]
     error = (mean - target).abs()
     return {"nll": round(nll, 4), "support_error": round(float(error[inside].mean()), 4)}
 
