@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 
 from psfkit._validation import as_float_array, check_bool, check_choice
+from psfkit.tiling import central_window, check_dask_image, is_dask, read_window
 
 _METHODS = ("auto", "unrolled", "rl-tv", "rl", "fista", "wiener")
 IDENTIFIED, MILDER, INPUT = "identified", "milder", "input"
@@ -58,16 +59,21 @@ def deblur(
     refine=None,
     device=None,
     progress=False,
+    callback=None,
     return_info=False,
 ):
     r"""Blindly deblur a microscope image: identify its PSF, then deconvolve.
 
     Parameters
     ----------
-    image : (M, N) or (Z, Y, X) array_like
+    image : (M, N) or (Z, Y, X) array_like or dask.array.Array
         Raw image or stack (any dtype, offset and scale). An image the
         network identifies needs both sides >= 64 pixels; a stack needs
-        ``optics``.
+        ``optics``. A dask array is identified on its central window (the
+        whole image up to 2048 x 2048 pixels or 2^24 voxels; all of it for a
+        ``grid`` map, which reads it once) and deconvolved lazily, tile by
+        tile, with the settings of that window (see :func:`psfkit.deconvolve`,
+        Notes); ``restored`` is then a dask array.
     optics : psfkit.Optics, optional
         The microscope, when known; it gives ``cutoff``. Widefield images
         sampled at fc <= 0.27 are identified blindly; stacks, confocal,
@@ -106,6 +112,10 @@ def deblur(
         Where the networks run (CUDA when available).
     progress : bool, optional
         Show a progress bar during deconvolution.
+    callback : callable, optional
+        Called as ``callback(iteration, estimate)`` after every iteration of
+        the deconvolution (see :func:`psfkit.deconvolve`); returning False
+        stops it (a viewer's cancel button, for example).
     return_info : bool, optional
         Also return what was done (see Returns).
 
@@ -136,7 +146,9 @@ def deblur(
         ``"uncertainty"`` and ``"refined"`` (of the identification, see
         :func:`psfkit.estimate_psf`; None and False for a nominal PSF) and
         ``"confidence"``: ``"high"`` when a consistent PSF was used and the
-        decorrelation resolution improved, else ``"low"``.
+        decorrelation resolution improved, else ``"low"``. For a dask
+        array, ``after`` and ``"confidence"`` are None (they would compute the
+        result) and ``before`` is measured on the identification window.
 
     Notes
     -----
@@ -192,7 +204,17 @@ def deblur(
     from psfkit.identification.estimate import _estimate_psf
 
     # validated once, here: the estimation below trusts it (the deconvolution, public, checks it again)
-    image = as_float_array(image, "image", ndim=(2, 3))
+    lazy = is_dask(image)
+    if lazy:  # identified on a window of it (the whole image for a map), deconvolved tile by tile
+        from psfkit.restoration.tiled import DECISION_SIZE, deconvolve_dask
+
+        check_dask_image(image)
+        window = tuple(slice(0, n) for n in image.shape)
+        if grid is None:
+            window = central_window(image.shape, DECISION_SIZE[image.ndim])
+        sample = as_float_array(read_window(image, window), "image", ndim=(2, 3))
+    else:
+        image = sample = as_float_array(image, "image", ndim=(2, 3))
     check_choice(method, "method", _METHODS)
     # the deconvolution's options are checked before the PSF estimation (seconds) runs
     progress = check_bool(progress, "progress")
@@ -208,16 +230,16 @@ def deblur(
             'method="unrolled" has its number of steps and its regularisation fixed by training; '
             'leave iterations=None and regularization="auto"'
         )
-    noise = _NoiseFit(image)  # fitted at most once, shared by the refinement and the deconvolution
+    noise = _NoiseFit(sample)  # fitted at most once, shared by the refinement and the deconvolution
     psf, estimated = _estimate_psf(
-        image, optics=optics, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine,
+        sample, optics=optics, cutoff=cutoff, max_amplitude=max_amplitude, size=size, grid=grid, refine=refine,
         device=device, return_coefficients=True, noise=noise, checked=True,
     )
-    psf, candidate, consistency = _checked_candidate(image, psf, estimated, optics, cutoff, size, noise)
+    psf, candidate, consistency = _checked_candidate(sample, psf, estimated, optics, cutoff, size, noise)
     report = {}
     if candidate == INPUT:  # no PSF consistent with the (2-D) image: the safe candidate, said plainly
         warnings.warn(_NO_CONSISTENT_PSF.format(z=consistency["z"]), UserWarning, stacklevel=2)
-        restored, method, report["iterations"] = image.astype(np.float64, copy=True), None, 0
+        restored, method, report["iterations"] = image.astype(np.float64, copy=not lazy), None, 0
     else:
         nominal = candidate != IDENTIFIED
         if method == "auto":  # iterations and a weight are rl-tv's knobs, as is a PSF the network never saw
@@ -226,7 +248,7 @@ def deblur(
         # any offset as part of the object (harmless: A c = c), because an estimated baseline is real signal on
         # specimens that fill the field: removing it cost up to 6 dB (benchmarks/bench_real.py, 6 of 36 cases below
         # the input).
-        background = max(camera_background(image), 0.0) if method == "unrolled" else 0.0
+        background = max(camera_background(sample), 0.0) if method == "unrolled" else 0.0
         options = {  # deconvolve's own defaults for everything deblur does not set
             **deconvolve.__kwdefaults__,
             "method": method,
@@ -234,20 +256,27 @@ def deblur(
             "regularization": regularization,
             "background": background,
             "progress": progress,
+            "callback": callback,
             "device": device,
         }
         if image.ndim == 3:  # a stack: its voxel, and half the memory
             options.update(spacing=(optics.z_step, optics.pixel_size, optics.pixel_size), dtype=np.float32)
-        restored = _deconvolve(image, psf, **options, noise=noise, report=report)
+        if lazy:
+            restored = deconvolve_dask(image, psf, options, _deconvolve, noise=noise, report=report)
+        else:
+            restored = _deconvolve(image, psf, **options, noise=noise, report=report)
     if not return_info:
         return restored, psf
     info = {
         "source": estimated["source"], "candidate": candidate, "consistency": consistency, "method": method,
         "iterations": report.get("iterations"), "discrepancy": report.get("discrepancy"),
-        "resolution": _resolution_gain(image, None if candidate == INPUT else restored),
+        # a lazy result is not computed for it: the sample's resolution only
+        "resolution": _resolution_gain(sample, None if candidate == INPUT else None if lazy else restored),
         "uncertainty": estimated.get("uncertainty"), "refined": estimated["refined"],
     }
     before, after = info["resolution"]
+    if lazy and candidate != INPUT:
+        return restored, psf, dict(info, resolution=(before, None), confidence=None)
     sharper = before is not None and after < before
     return restored, psf, dict(info, confidence="high" if sharper else "low")
 

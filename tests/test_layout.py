@@ -11,14 +11,14 @@ PACKAGE = pathlib.Path(psfkit.__file__).parent
 
 # Layers, lowest first: a module may import its own layer and those below it, never one above.
 LAYERS = [
-    {"psfkit._validation", "psfkit._fft", "psfkit.metrics", "psfkit.io"},
+    {"psfkit._validation", "psfkit._fft", "psfkit.metrics", "psfkit.io", "psfkit.tiling"},
     {"psfkit.optics", "psfkit.data"},
     {"psfkit.forward"},
     {"psfkit.learned", "psfkit.baselines"},
     {"psfkit.restoration"},
     {"psfkit.identification"},
     {"psfkit.pipeline"},
-    {"psfkit.training", "psfkit.cli"},
+    {"psfkit.training", "psfkit.batch", "psfkit.cli", "psfkit.napari"},
 ]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from psfkit.forward import _noise
 from psfkit._validation import as_float_array, as_psf, check_choice, check_int, check_positive, check_rng, float_dtype
+from psfkit.tiling import check_dask_image, halo_depth, is_dask, map_blocks_with_halo
 
 __all__ = ["simulate_acquisition", "estimate_noise", "NoiseEstimate"]
 
@@ -70,7 +71,12 @@ def simulate_acquisition(
     image : (M, N) or (P, M, N) array_like
         The specimen :math:`x` (fluorophore density), in arbitrary intensity
         units: an image or a (Z, Y, X) stack. Must be non-negative when shot
-        noise is simulated. Not modified.
+        noise is simulated. Not modified. A dask array gives a lazy dask
+        array of the same chunks: each block is blurred exactly (from itself
+        and the PSF's reach) and draws its noise from its own generator,
+        seeded from ``rng`` and the block's place (the same seed and chunks
+        give the same image); ``bits`` and ``salt_pepper`` then need
+        ``full_scale``.
     psf : (m, n) or (p, m, n) array_like
         Point-spread function with as many dimensions as ``image`` (a 3-D
         PSF such as :func:`psfkit.microscope_psf` for a stack), centre at
@@ -127,7 +133,7 @@ def simulate_acquisition(
 
     Returns
     -------
-    measurement : ndarray
+    measurement : ndarray or dask.array.Array
         ``image``'s shape (or the ``"valid"`` shape, ``M - m + 1`` per axis). Floating type of ``image``
         (float32 stays float32, float16 becomes float32, integers become
         float64) for ``output="intensity"``, unsigned integers for ``"counts"``.
@@ -202,6 +208,10 @@ def simulate_acquisition(
     if output == "counts" and bits is None:
         raise ValueError('output="counts" requires bits (the number of ADC bits)')
     rng = check_rng(rng)
+    if is_dask(image):
+        options = dict(gain=gain, read_noise=read_noise, bits=bits, salt_pepper=salt_pepper, background=background,
+                       boundary=boundary, noise_model=noise_model, full_scale=full_scale, output=output)
+        return _simulate_dask(image, psf, options, rng)
 
     image = as_float_array(image, "image", ndim=(2, 3), nonnegative=gain is not None)
     out_dtype = float_dtype(image.dtype)
@@ -255,6 +265,32 @@ def simulate_acquisition(
     if output == "counts":
         return counts.astype(_count_dtype(bits))
     return _in_range(counts * step, out_dtype)
+
+
+def _simulate_dask(image, psf, options, rng):
+    """Lazy :func:`simulate_acquisition` of a dask array: each block blurred from its block plus the PSF's reach
+    (exact), its noise drawn from its own generator, seeded from ``rng`` and the block's place."""
+    check_dask_image(image)
+    if options["full_scale"] is None and (options["bits"] is not None or options["salt_pepper"]):
+        raise ValueError(
+            "full_scale is needed with bits or salt_pepper for a dask array: the quantisation step and the salt "
+            "level must be the same in every block (by default they come from the whole noisy image's maximum)"
+        )
+    out_dtype = np.dtype(_count_dtype(options["bits"])) if options["output"] == "counts" else float_dtype(image.dtype)
+    psf = as_psf(psf, "psf", ndim=image.ndim, dtype=float_dtype(image.dtype))
+    if options["boundary"] not in ("reflect", "constant", "zero"):
+        raise ValueError(f'boundary={options["boundary"]!r} is not available for a dask array; use "reflect", '
+                         '"constant" or "zero"')
+    if options["boundary"] != "constant" and any(p > n for p, n in zip(psf.shape, image.shape)):
+        raise ValueError(f"psf of shape {psf.shape} is larger than image of shape {image.shape}")
+    root = int(rng.integers(2**63))  # one draw from the caller's generator: the same seed gives the same image
+
+    def tile(piece, window):
+        tile_rng = np.random.default_rng([root, *(s.start for s in window), *(s.stop for s in window)])
+        return simulate_acquisition(piece, psf, **options, rng=tile_rng)
+
+    return map_blocks_with_halo(tile, image, halo_depth(psf.shape, image.shape, factor=1), dtype=out_dtype,
+                                min_shape=psf.shape, name="psfkit-simulate", token=(psf, sorted(options.items(), key=str), root))
 
 
 def _in_range(values, dtype):

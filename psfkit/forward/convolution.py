@@ -4,7 +4,8 @@ import numpy as np
 
 from psfkit.forward import _fftconv
 from psfkit._fft import irfftn, rfftn
-from psfkit._validation import as_float_array, as_psf, check_choice, peak_magnitude, scale_exponent
+from psfkit._validation import as_float_array, as_psf, check_choice, float_dtype, peak_magnitude, scale_exponent
+from psfkit.tiling import check_dask_image, halo_depth, is_dask, map_blocks_with_halo
 
 __all__ = ["convolve"]
 
@@ -13,8 +14,11 @@ def convolve(image, psf, *, boundary="reflect"):
 
     Parameters
     ----------
-    image : (M, N) or (P, M, N) ndarray
+    image : (M, N) or (P, M, N) ndarray or dask.array.Array
         Image (any number of dimensions); integers are converted to float64.
+        A dask array gives a lazy dask array of the same chunks, each block
+        computed from itself and the PSF's reach around it (exact; boundaries
+        ``"reflect"``, ``"constant"`` and ``"zero"``).
     psf : ndarray
         Point spread function with as many dimensions as ``image``, centre at
         index ``n // 2`` on every axis (odd or even size). It is normalised to
@@ -41,7 +45,7 @@ def convolve(image, psf, *, boundary="reflect"):
 
     Returns
     -------
-    blurred : ndarray
+    blurred : ndarray or dask.array.Array
         The blurred image, in the image's floating type (float32 stays
         float32, float64 stays float64).
 
@@ -84,6 +88,8 @@ def convolve(image, psf, *, boundary="reflect"):
     >>> float(convolve(np.arange(16.0).reshape(4, 4), psf, boundary="periodic").sum())
     120.0
     """
+    if is_dask(image):
+        return _convolve_dask(image, psf, boundary)
     image = as_float_array(image, "image")
     psf = as_psf(psf, "psf", ndim=image.ndim, dtype=image.dtype)
     check_choice(boundary, "boundary", _fftconv.BOUNDARIES)
@@ -103,3 +109,23 @@ def convolve(image, psf, *, boundary="reflect"):
     bound = np.ldexp(image.dtype.type(peak_magnitude(image)), -k)
     np.clip(blurred, -bound, bound, out=blurred)
     return np.ldexp(blurred, k)
+
+
+def _convolve_dask(image, psf, boundary):
+    """Lazy :func:`convolve` of a dask array, block by block with a halo of the PSF's reach: exact."""
+    check_dask_image(image, ndim=None)
+    dtype = float_dtype(image.dtype)
+    psf = as_psf(psf, "psf", ndim=image.ndim, dtype=dtype)
+    check_choice(boundary, "boundary", _fftconv.BOUNDARIES)
+    if boundary not in ("reflect", "constant", "zero"):
+        raise ValueError(
+            f'boundary={boundary!r} is not available for a dask array ("periodic" wraps the whole image around, '
+            '"valid" and "full" change its shape); use "reflect", "constant" or "zero"'
+        )
+    _fftconv.check_kernel_fits(image.shape, psf.shape, boundary)
+
+    def tile(piece, window):
+        return convolve(piece, psf, boundary=boundary)
+
+    return map_blocks_with_halo(tile, image, halo_depth(psf.shape, image.shape, factor=1), dtype=dtype,
+                                min_shape=psf.shape, name="psfkit-convolve", token=(psf, boundary))

@@ -351,11 +351,6 @@ def _estimate_psf(
     the refinement measures it. ``checked``: ``image`` is already a finite
     2-D or 3-D float array.
     """
-    import torch
-
-    from psfkit.optics.psf import zernike_psf
-    from psfkit.learned.spectral import welch_log_spectrum
-
     if checked:
         image = _as_float32(image)
     else:
@@ -374,6 +369,12 @@ def _estimate_psf(
         )
     if source == NOMINAL:
         return _nominal(image.shape, optics, cutoff, max_amplitude, size, grid, refine, device, return_coefficients)
+    # torch only for the network: a nominal PSF (stacks, known optics outside its range) is computed without it
+    import torch
+
+    from psfkit.optics.psf import zernike_psf
+    from psfkit.learned.spectral import welch_log_spectrum
+
     if min(image.shape) < _MIN_SIDE:
         raise ValueError(f"image must have at least {_MIN_SIDE} pixels along every axis, got shape {image.shape}")
     size = 33 if size is None else size

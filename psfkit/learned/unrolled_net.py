@@ -101,12 +101,14 @@ class UnrolledDeblur(nn.Module):
         self.log_b = nn.Parameter(torch.full((steps,), math.log(1e-3)))
         self.log_c = nn.Parameter(torch.zeros(steps))
 
-    def forward(self, y, operator, noise_map, *, return_all=False):
+    def forward(self, y, operator, noise_map, *, return_all=False, level=None):
         """Deblur ``y`` (B, 1, H, W) under ``operator`` (``.inverse(z, inv_gamma)``).
 
-        ``noise_map`` (B, 1, H, W) is the per-pixel noise std in the units of ``y``.
+        ``noise_map`` (B, 1, H, W) is the per-pixel noise std in the units of ``y``; ``level`` its mean (given
+        for a tile of a bigger image: the whole image's).
         """
-        level = noise_map.mean(dim=(1, 2, 3), keepdim=True)
+        if level is None:
+            level = noise_map.mean(dim=(1, 2, 3), keepdim=True)
         z = y
         outputs = []
         for k in range(self.steps):

@@ -46,11 +46,20 @@ class _Prior:
         return _haar.haar_prox(v, mu, self.dual, self.mask, self.levels, iterations=PROX_ITERATIONS, out=out)
 
 
-def fista(problem, iterations, lam, *, background=0.0, prior="tv", start=None, monitor=None, tv_weights=None):
-    """Run MFISTA and return the estimate on the unknown's grid."""
+def fista(problem, iterations, lam, *, background=0.0, prior="tv", start=None, monitor=None, tv_weights=None,
+          lipschitz=None, schedule=None):
+    """Run MFISTA and return the estimate on the unknown's grid (``lipschitz``: a bound of ``||M A||^2``).
+
+    MFISTA keeps a prox point only if it lowers the objective, a decision on the whole image. ``schedule`` (a
+    list) receives those decisions, one bool per iteration; given non-empty, they are replayed instead (a tile
+    of a big image follows the whole image's path, :mod:`psfkit.restoration.tiled`).
+    """
+    replay = list(schedule) if schedule else None
+    if schedule is not None and replay is None:
+        schedule.clear()
     data = problem.data - problem.dtype.type(background)
     obs = problem.observed
-    lipschitz = problem.lipschitz()
+    lipschitz = problem.lipschitz() if lipschitz is None else lipschitz
     mu = lam / lipschitz
     regulariser = _Prior(prior, problem.shape, problem.dtype, tv_weights)
     grid = problem.new_grid()
@@ -79,13 +88,19 @@ def fista(problem, iterations, lam, *, background=0.0, prior="tv", start=None, m
         v += y
         regulariser.prox(v, mu, z)
         az = blur(z)
-        value_z = objective(az, z)
+        if replay is not None:
+            accept = replay[k]
+        else:
+            value_z = objective(az, z)
+            accept = value_z <= value
+            if schedule is not None:
+                schedule.append(accept)
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        if value_z <= value:
+        if accept:
             # x_k = z_k: momentum on (x_k - x_{k-1}) only
             x_prev, x, z = x, z, x_prev
             ax_prev, ax = ax, az
-            value = value_z
+            value = value_z if replay is None else value
             beta = (t - 1) / t_next
             np.subtract(x, x_prev, out=y)
             y *= beta

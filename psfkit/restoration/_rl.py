@@ -244,7 +244,11 @@ def richardson_lucy(problem, iterations, *, background=0.0, tv=0.0, tv_epsilon=1
     return x
 
 
-def default_floor(data, background):
-    """Positivity floor of the extrapolated point: a tiny fraction of the mean signal."""
-    level = float(np.mean(np.abs(data))) - background
-    return 1e-4 * level if level > 0 else 1e-4 * max(float(np.abs(data).max()), math.ulp(1.0))
+def default_floor(data, background, *, levels=None):
+    """Positivity floor of the extrapolated point: a tiny fraction of the mean signal.
+
+    ``levels``: ``(mean, peak)`` of ``|data|`` when known (a tile gets its whole image's).
+    """
+    mean, peak = levels or (float(np.mean(np.abs(data))), float(np.abs(data).max()))
+    level = mean - background
+    return 1e-4 * level if level > 0 else 1e-4 * max(peak, math.ulp(1.0))

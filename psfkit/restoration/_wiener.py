@@ -83,8 +83,16 @@ def wiener_circulant(problem, lam, *, background=0.0):
     return plan.inverse(spectrum, out)
 
 
-def wiener_cg(problem, lam, iterations, *, background=0.0, monitor=None):
-    """Preconditioned CG on the masked normal equations."""
+def wiener_cg(problem, lam, iterations, *, background=0.0, monitor=None, schedule=None):
+    """Preconditioned CG on the masked normal equations.
+
+    CG's steps are inner products over the whole image. ``schedule`` (a list) receives them, ``(step, ratio)``
+    per iteration; given non-empty, they are replayed instead, with the same number of iterations (a tile of a
+    big image then applies the whole image's polynomial of the operator, :mod:`psfkit.restoration.tiled`).
+    """
+    replay = list(schedule) if schedule else None
+    if schedule is not None and replay is None:
+        schedule.clear()
     dtype = problem.dtype
     obs = problem.observed
     shape = problem.shape
@@ -125,22 +133,33 @@ def wiener_cg(problem, lam, iterations, *, background=0.0, monitor=None):
     rz = float(np.vdot(r, zvec))
     target = CG_TOLERANCE * float(np.linalg.norm(rhs))
     ap = problem.new()
-    for k in range(iterations):
+    for k in range(iterations if replay is None else len(replay)):
         normal(p, ap)
-        curvature = float(np.vdot(p, ap))
-        if not curvature > 0:
-            break
-        step = rz / curvature
+        if replay is not None:
+            step, ratio = replay[k]
+        else:
+            curvature = float(np.vdot(p, ap))
+            if not curvature > 0:
+                break
+            step = rz / curvature
         x += dtype.type(step) * p
         r -= dtype.type(step) * ap
-        stop = float(np.linalg.norm(r)) <= target
+        stop = replay is None and float(np.linalg.norm(r)) <= target
+        if replay is None and not stop:
+            precondition(r, zvec)
+            rz_next = float(np.vdot(r, zvec))
+            ratio = rz_next / rz
+            rz = rz_next
+        elif replay is None:
+            ratio = None
+        if schedule is not None and replay is None:
+            schedule.append((step, ratio))
         if monitor is not None and monitor(k + 1, x) is False:
             break
-        if stop:
+        if stop or ratio is None:
             break
-        precondition(r, zvec)
-        rz_next = float(np.vdot(r, zvec))
-        p *= dtype.type(rz_next / rz)
+        if replay is not None:
+            precondition(r, zvec)
+        p *= dtype.type(ratio)
         p += zvec
-        rz = rz_next
     return x

@@ -12,6 +12,7 @@ from psfkit.restoration._rl import default_floor, richardson_lucy
 from psfkit.restoration._tv import axis_weights
 from psfkit.restoration._wiener import wiener_cg, wiener_circulant
 from psfkit.restoration._regularization import auto_weights, gaussian_noise_variance, noise_model
+from psfkit.tiling import is_dask
 from psfkit._validation import (
     as_float_array, as_psf, check_bool, check_choice, check_positive, scale_back, scale_exponent,
 )
@@ -50,9 +51,10 @@ def deconvolve(
 
     Parameters
     ----------
-    image : (M, N) or (P, M, N) array_like
+    image : (M, N) or (P, M, N) array_like or dask.array.Array
         Blurred, noisy image, in any intensity units (photon counts, ADU or
-        [0, 1]); the result keeps them. Not modified.
+        [0, 1]); the result keeps them. Not modified. A dask array gives a
+        lazy dask array of the same chunks (see Notes, "Big images").
     psf : ndarray or ProductConvolution
         The blur, one of:
 
@@ -164,8 +166,9 @@ def deconvolve(
 
     Returns
     -------
-    restored : ndarray
-        Estimate of the object, same shape as ``image``, of type ``dtype``.
+    restored : ndarray or dask.array.Array
+        Estimate of the object, same shape as ``image``, of type ``dtype``
+        (a dask array for a dask array, computed when you compute it).
         Non-negative for ``"rl"``, ``"rl-tv"`` and ``"fista"``; ``"wiener"``
         is linear and not clipped.
 
@@ -226,6 +229,22 @@ def deconvolve(
     of the dual fast gradient projection.
 
     **Wiener** minimises :math:`\|M(Ax) - (y - b)\|^2 + \lambda \|\nabla x\|^2`.
+
+    **Big images.** A dask array is deconvolved block by block, each block
+    from itself plus a halo of twice the PSF's size (four half-sizes) read by
+    its own task, so memory holds a few tiles, not the image. Everything the
+    call derives from its data is decided once, before any tile runs: the
+    image's range and mean (one pass), then the automatic weight, iteration
+    count, noise fit, floors, FISTA's and CG's steps and the unrolled
+    network's normalisation on a central window -- the whole image up to
+    2048 x 2048 pixels or 2^24 voxels (a stack keeps its planes). Every tile
+    replays those numbers, so a tile is deconvolved as part of the image:
+    with the window the whole image, the result equals the NumPy call up to
+    the halo's truncation, 1e-5 to 1e-4 of the range away from the image's
+    edges (``benchmarks/bench_tiling.py``). Chunk stacks laterally only (the
+    PSF is long in z). ``boundary="periodic"``,
+    ``acceleration="biggs-andrews"`` and ``callback`` are refused (they need
+    the whole image at every iteration); follow progress with dask's tools.
 
     **Automatic stopping.** RL is semi-convergent: its iterates first
     recover the object, then fit the noise. With ``iterations=None``,
@@ -340,9 +359,7 @@ def deconvolve(
     >>> deconvolve(y, grid, method="rl", dtype=np.float32).dtype
     dtype('float32')
     """
-    return _deconvolve(
-        image,
-        psf,
+    options = dict(
         method=method,
         iterations=iterations,
         regularization=regularization,
@@ -357,13 +374,24 @@ def deconvolve(
         workers=workers,
         device=device,
     )
+    if is_dask(image):
+        from psfkit.restoration.tiled import deconvolve_dask
+
+        check_choice(method, "method", METHODS)
+        return deconvolve_dask(image, psf, options, _deconvolve)
+    return _deconvolve(image, psf, **options)
 
 
 def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acceleration, background, prior,
-                spacing, progress, callback, dtype, workers, device, noise=None, report=None):
+                spacing, progress, callback, dtype, workers, device, noise=None, report=None, settings=None):
     """:func:`deconvolve`, with the Poisson-Gaussian fit ``noise`` ``(a, b)`` of ``image`` (in its units, or a
     callable returning it) when the caller has measured it (:func:`psfkit.deblur`); None measures it. ``report``
-    (a dict) receives ``"iterations"`` run and the last ``"discrepancy"`` of RL and RL-TV."""
+    (a dict) receives ``"iterations"`` run and the last ``"discrepancy"`` of RL and RL-TV, and every setting the
+    call derived from its data (see :data:`DERIVED`).
+
+    ``settings`` (a dict, keys of :data:`DERIVED`) replaces what would be derived from ``image``: a tile of a big
+    image given the whole image's settings is deconvolved as part of that image (:mod:`psfkit.restoration.tiled`).
+    """
     check_choice(method, "method", METHODS)
     progress = check_bool(progress, "progress")
     check_choice(boundary, "boundary", BOUNDARIES)
@@ -398,15 +426,18 @@ def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acc
     # (psfkit._validation): FFT sums and squares cannot overflow, subnormal data
     # keep their precision and the solvers' floors act at a fixed relative
     # level, so deconvolve(c y) = c deconvolve(y) for every finite c.
-    k = scale_exponent(image, background)
+    given = {} if settings is None else settings
+    report = {} if report is None else report
+    k = given.get("exponent", scale_exponent(image, background))
+    report["exponent"] = k
     image = np.ldexp(image, -k)
     background = math.ldexp(background, -k)
     if method == "unrolled":
+        report["fit"] = fit = given["fit"] if "fit" in given else _noise_of(image, noise, k, 0.0)
         restored = _deconvolve_unrolled(
-            image, psfs, weights, order, boundary, background, iterations, regularization, device,
-            _noise_of(image, noise, k, 0.0),
+            image, psfs, weights, order, boundary, background, iterations, regularization, device, fit, given, report
         )
-        return scale_back(restored, k)
+        return None if restored is None else scale_back(restored, k)
     if method == "fista" and lam is not None:  # in intensity units
         # a weight beyond float range on the scaled data is infinite smoothing: the largest safe one does that
         lam = min(_scaled_weight(lam, k), 1e150)
@@ -416,12 +447,13 @@ def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acc
     if method in ("rl", "rl-tv"):
         if psfs.min() < 0 or (weights is not None and weights.min() < 0):
             raise ValueError(f"method={method!r} needs a non-negative blur; the PSFs or weights have negative values")
-        low = float(data.min())
-        if low < 0:
-            offset = -low
+        offset = given.get("offset", max(-float(data.min()), 0.0))
+        if offset:
             data = data + dtype.type(offset)
     model_background = background + offset
     stop = None
+    if "iterations" in given:  # replayed: the whole image's weight and iteration count, no stop of its own
+        lam, iterations, stop_by_discrepancy = given["lam"], given["iterations"], False
     if lam is None or stop_by_discrepancy:
         fit = _noise_of(data, noise, k, offset)
         if lam is None:
@@ -429,12 +461,13 @@ def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acc
         if stop_by_discrepancy:
             iterations = AUTO_MAX_ITERATIONS * (1 if acceleration is not None else 3)
             stop = _discrepancy_noise(fit, data)
+    report.update(offset=offset, lam=lam)
 
     problem = _build_problem(data, psfs, weights, order, boundary, dtype, workers)
     monitor, bar = _monitor(problem, iterations, progress, callback, k)
     try:
         estimate = _solve(problem, method, iterations, lam, model_background, acceleration, prior, monitor,
-                          tv_weights, stop, report)
+                          tv_weights, stop, report, given)
     finally:
         if bar is not None:
             bar.close()
@@ -493,7 +526,7 @@ def automatic_settings(iterations, regularization):
 
 
 def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iterations, regularization, device,
-                         noise):
+                         noise, given=None, report=None):
     if image.ndim != 2:
         raise ValueError(f'method="unrolled" restores 2-D images, got an image of shape {image.shape}')
     if not automatic_settings(iterations, regularization):
@@ -508,9 +541,9 @@ def _deconvolve_unrolled(image, psfs, weights, order, boundary, background, iter
 
     restored = deconvolve_unrolled(
         image, psfs, weights, order, noise=noise, background=background,
-        periodic=boundary == "periodic", device=device,
+        periodic=boundary == "periodic", device=device, given=given, report=report,
     )
-    return restored.astype(image.dtype, copy=False)
+    return None if restored is None else restored.astype(image.dtype, copy=False)
 
 
 # ----------------------------------------------------------------- checking
@@ -723,14 +756,19 @@ def _monitor(problem, iterations, progress, callback, exponent):
 
 
 def _solve(problem, method, iterations, lam, background, acceleration, prior, monitor, tv_weights=None, stop=None,
-           report=None):
+           report=None, given=None):
     data = problem.data
+    report = {} if report is None else report
+    given = {} if given is None else given
+    report.setdefault("iterations", iterations)  # RL's own report overwrites it with the count run
     if method in ("rl", "rl-tv"):
-        floor = default_floor(data, background)
         # the data are scaled to a peak near 1 (deconvolve); the floor keeps tv_epsilon**2 from underflowing
         # when the image hardly rises above the background
-        top = max(float(np.abs(data).max()), background) or 1.0
-        scale = max(float(np.mean(data)) - background, 1e-6 * top)
+        levels = given.get("levels") or (float(np.mean(np.abs(data))), float(np.abs(data).max()))
+        report["levels"] = levels
+        mean, peak = levels
+        floor = default_floor(data, background, levels=levels)
+        scale = max(mean - background, 1e-6 * (max(peak, background) or 1.0))
         return richardson_lucy(
             problem,
             iterations,
@@ -740,6 +778,7 @@ def _solve(problem, method, iterations, lam, background, acceleration, prior, mo
             acceleration=acceleration,
             floor=floor,
             tiny=1e-6 * scale,
+            start=max(mean - background, floor, 1e-6 * scale),
             monitor=monitor,
             tv_weights=tv_weights,
             noise=stop,
@@ -747,14 +786,17 @@ def _solve(problem, method, iterations, lam, background, acceleration, prior, mo
         )
     if method == "fista":
         start = _initial_image(problem, background)
+        report["lipschitz"] = lipschitz = given.get("lipschitz") or problem.lipschitz()
+        report["schedule"] = schedule = list(given.get("schedule", ()))
         return fista(problem, iterations, lam, background=background, prior=prior, start=start, monitor=monitor,
-                     tv_weights=tv_weights)
+                     tv_weights=tv_weights, lipschitz=lipschitz, schedule=schedule)
     if problem.circulant:
         estimate = wiener_circulant(problem, lam, background=background)
         if monitor is not None:
             monitor(1, estimate)
         return estimate
-    return wiener_cg(problem, lam, iterations, background=background, monitor=monitor)
+    report["schedule"] = schedule = list(given.get("schedule", ()))
+    return wiener_cg(problem, lam, iterations, background=background, monitor=monitor, schedule=schedule)
 
 
 def _initial_image(problem, background):

@@ -52,19 +52,24 @@ def _pad(images, widths, mode):
     return images
 
 
-def _noise_std(image, noise):
-    """Per-pixel noise std of ``image`` (its units) under the Poisson-Gaussian fit ``noise = (alpha, beta)``."""
+def _noise_std(image, noise, floor=None):
+    """Per-pixel noise std of ``image`` (its units) under the Poisson-Gaussian fit ``noise = (alpha, beta)``.
+
+    Returns ``(std, floor)``: the variance floor is given (a tile of a big image), or derived here.
+    """
     import numpy as np
     from scipy.ndimage import uniform_filter
 
     alpha, beta = noise
     level = uniform_filter(image.astype(np.float64), 3, mode="reflect")
     variance = np.maximum(alpha * level + beta, 0.0)
-    floor = 1e-3 * max(float(np.mean(variance)), 1e-30)  # a fit that crosses zero at the dark end
-    return np.sqrt(np.maximum(variance, floor))
+    if floor is None:
+        floor = 1e-3 * max(float(np.mean(variance)), 1e-30)  # a fit that crosses zero at the dark end
+    return np.sqrt(np.maximum(variance, floor)), floor
 
 
-def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, periodic=False, device=None):
+def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, periodic=False, device=None,
+                        given=None, report=None):
     """Restore ``image`` (2-D float array) with the unrolled network.
 
     ``psfs`` (K, h, w) sum-1 PSFs; ``weights`` None (one PSF) or (K, M, N)
@@ -74,6 +79,10 @@ def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, p
     sets the network's noise map. The image is normalised as in training,
     reflect-padded by the PSF radius (circularly with ``periodic``), restored
     on that field and cropped; the result is in the units of ``image``.
+    ``given`` (dict) may hold ``"normalization"`` ``(lo, scale)``,
+    ``"noise_floor"`` and ``"noise_level"`` to use instead of this image's
+    (a tile of a big image), and ``"settings_only"``: derive them, report
+    them and return None; ``report`` (dict) receives the values used.
     """
     import numpy as np
 
@@ -85,10 +94,18 @@ def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, p
     net = bundled_network("unrolled", str(device))
     m, n = image.shape
     margin = max(psfs.shape[-2:]) // 2
-    noise = _noise_std(image, noise)
+    given = {} if given is None else given
+    noise, noise_floor = _noise_std(image, noise, given.get("noise_floor"))
     with torch.inference_mode():
         y = torch.from_numpy(np.ascontiguousarray(image - background, dtype=np.float32))[None, None].to(device)
-        normed, lo, scale = normalize(y)
+        if "normalization" in given:
+            lo, scale = (torch.tensor(float(v), dtype=y.dtype, device=device).reshape(1, 1, 1, 1)
+                         for v in given["normalization"])
+            normed = (y - lo) / scale
+        else:
+            normed, lo, scale = normalize(y)
+        if report is not None:
+            report.update(normalization=(float(lo), float(scale)), noise_floor=noise_floor)
         noise_map = torch.from_numpy(noise.astype(np.float32))[None, None].to(device) / scale
         if periodic:  # wrap around; only the padding up to a multiple of 4 is added
             widths = (0, -n % _MULTIPLE, 0, -m % _MULTIPLE)
@@ -96,6 +113,13 @@ def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, p
             offset = 0
         else:
             field, noise_field, offset = pad_field(normed, margin), pad_field(noise_map, margin), margin
+        level = given.get("noise_level")
+        if level is None:
+            level = float(noise_field.mean())
+        if report is not None:
+            report["noise_level"] = level
+        if given.get("settings_only"):  # a big image's settings, decided on a window: the network is not run
+            return None
         shape = field.shape[-2:]
         kernels = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float32)).to(device)
         otfs = psf_to_otf(kernels, shape)
@@ -105,7 +129,8 @@ def deconvolve_unrolled(image, psfs, weights, order, *, noise, background=0.0, p
             w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)).to(device)[None]
             w = _pad_weights(w, offset, shape)
             operator = ProductConvolutionBlur(otfs, w[0], field, mask_first=order == "mask-first")
-        restored = net(field, operator, noise_field)[0, 0, offset : offset + m, offset : offset + n]
+        level = torch.tensor(level, dtype=noise_field.dtype, device=device).reshape(1, 1, 1, 1)
+        restored = net(field, operator, noise_field, level=level)[0, 0, offset : offset + m, offset : offset + n]
         restored = restored * scale[0, 0] + lo[0, 0]
     return restored.double().cpu().numpy() + background
 
