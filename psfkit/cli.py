@@ -6,10 +6,19 @@ traceback; anything else is a bug and keeps its traceback. Inputs and outputs
 are checked before the networks (and torch) are imported, so a typo fails at
 once. A command writes all its outputs or none, and never overwrites one
 without ``--force``.
+
+Many files (``psfkit deblur DIR/*.tif -o OUT/``, also ``deconvolve``) run on
+dask.distributed (:mod:`psfkit.batch`): each input ``X.tif`` gives
+``OUT/X.tif`` (``OUT/X.ome.zarr`` with ``--format zarr``) and ``OUT/X_psf.tif``.
+Every output is checked before anything runs (exit status 2, nothing
+written); then a file that fails is reported as ``psfkit: FILE: message`` and
+skipped, the others finish, and the exit status is 1 if any failed.
 """
 
 import argparse
+import importlib.util
 import math
+import os
 import sys
 import time
 import warnings
@@ -145,7 +154,150 @@ def cmd_estimate(args):
     print(f"PSF written to {output}")
 
 
+# ------------------------------------------------------------- many files
+def _is_many(args):
+    """Many-files mode: several inputs, an output folder (existing, or named with a trailing /), or a cluster asked for."""
+    output = args.output
+    return (len(args.image) > 1 or output.endswith(("/", os.sep)) or Path(output).is_dir()
+            or args.workers is not None or args.scheduler is not None)
+
+
+def _jobs(args):
+    """``[(input, output, psf_output)]`` of a many-files run."""
+    from psfkit import batch
+
+    output = Path(args.output)
+    file_name = output.suffix.lower() in (".tif", ".tiff", ".png", ".zarr")
+    if args.output.endswith(("/", os.sep)) or output.is_dir() or (len(args.image) > 1 and not file_name):
+        if output.exists() and not output.is_dir():
+            raise CommandError(f"{output} is a file; the outputs of many inputs go to a folder")
+        return batch.plan(args.image, output, args.format or "tif")
+    if len(args.image) > 1:
+        raise CommandError(f"{len(args.image)} inputs need an output folder (-o OUT/), got the file name {output}")
+    return [(Path(args.image[0]), output, batch.psf_name(output))]
+
+
+def _check_format(args, output):
+    """A file name's format agrees with --format (which names the format of a folder's outputs)."""
+    from psfkit import batch
+
+    if args.format is not None and batch.is_zarr_name(output) != (args.format == "zarr"):
+        raise CommandError(f"--format {args.format} does not match the output name {output}")
+    if not batch.is_zarr_name(output) and output.suffix.lower() not in (".tif", ".tiff"):
+        raise CommandError(f"{output}: tiles and many files are written as .tif or .ome.zarr")
+    if batch.is_zarr_name(output) and importlib.util.find_spec("zarr") is None:
+        raise CommandError("writing OME-Zarr needs zarr: pip install psfkit[dask]")
+
+
+def _describe(error):
+    """The message of a failed file: a user error as such, anything else with its type (a bug to report)."""
+    text = _message(error)
+    return text if isinstance(error, _USER_ERRORS) else f"{type(error).__name__}: {text}"
+
+
+def _run_many(args, compute, options):
+    """Every input as a task on dask.distributed; 0 if all were written, 1 if any failed."""
+    from psfkit import batch
+
+    if not batch.have_distributed():
+        raise CommandError("several files, --workers and --scheduler run on dask.distributed, which is not installed: "
+                           "pip install psfkit[dask]")
+    if args.workers is not None and args.scheduler is not None:
+        raise CommandError("--workers sets up local workers; with --scheduler the cluster has its own")
+    jobs = _jobs(args)
+    batch.check_inputs([source for source, _, _ in jobs])
+    for _, output, _ in jobs:
+        _check_format(args, output)
+    try:
+        batch.check_outputs(jobs, args.force)
+    except FileExistsError as error:
+        raise CommandError(f"{error.filename} exists; use --force to overwrite it") from None
+    start = time.perf_counter()
+    done, failed = batch.run_many(compute, jobs, options, workers=args.workers, scheduler=args.scheduler,
+                                  chunks=args.chunks, describe=_describe)
+    folder = jobs[0][1].parent if len({output.parent for _, output, _ in jobs}) == 1 else "their folders"
+    print(f"{len(done)} of {len(jobs)} files written to {folder} in {time.perf_counter() - start:.1f} s"
+          + (f"; {len(failed)} failed: {', '.join(str(source) for source, _ in failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _run_one(args, compute, options):
+    """One file in this process, tiled (--chunks) or to OME-Zarr: the many-files task, without a cluster."""
+    from tqdm import tqdm
+
+    from psfkit import batch
+
+    source, output = Path(args.image), Path(args.output)
+    psf_output = batch.psf_name(output)
+    _check_format(args, output)
+    if args.chunks is not None and importlib.util.find_spec("dask") is None:
+        raise CommandError("--chunks computes tile by tile with dask, which is not installed: pip install psfkit[dask]")
+    batch.check_inputs([source])
+    try:
+        batch.check_outputs([(source, output, psf_output)], args.force)
+    except FileExistsError as error:
+        raise CommandError(f"{error.filename} exists; use --force to overwrite it") from None
+    tiles = tqdm(total=0, desc="tiles", unit="tile", disable=not sys.stderr.isatty())
+
+    def report(n, total=None):
+        if total:
+            tiles.total += total
+            tiles.refresh()
+        if n:
+            tiles.update(n)
+
+    try:
+        seconds, messages = batch.process_file(compute, source, output, psf_output, options, run=f"{os.getpid()}",
+                                               chunks=args.chunks, threads=os.cpu_count() or 1, report=report)
+    finally:
+        tiles.close()
+    for message in messages:
+        _print_warning(message, UserWarning, "", 0)
+    print(f"restored image written to {output} in {seconds:.1f} s\nPSF written to {psf_output}")
+    return 0
+
+
+_DEBLUR_OPTIONS = ("cutoff", "frames", "max_amplitude", "grid", "method", "iterations", "size", "refine", "device")
+
+
+def _stacked(arrays):
+    """As :func:`_as_written`, lazily for dask arrays."""
+    if not any(hasattr(a, "dask") for a in arrays):
+        return _as_written(arrays)
+    import dask.array as da
+
+    return (arrays[0] if len(arrays) == 1 else da.stack(arrays)).astype(np.float32)
+
+
+def _deblur_file(path, options, chunks=None):
+    """The deblur of one file, read by path (a many-files task, see :func:`psfkit.batch.process_file`)."""
+    from psfkit.batch import open_image
+    from psfkit.pipeline import deblur
+
+    args = argparse.Namespace(image=str(path), **options)
+    image = open_image(path, chunks)
+    optics, cutoff, stack = _identification_optics(args, image)
+    kwargs = dict(
+        optics=optics, cutoff=cutoff, max_amplitude=args.max_amplitude, grid=args.grid, method=args.method,
+        iterations=args.iterations, size=args.size, refine=args.refine, device=args.device,
+    )
+    if stack:
+        restored, psf = deblur(image, **kwargs)
+        return restored, np.asarray(psf, np.float32), _spacing(optics, stack)
+    pairs = [deblur(frame, **kwargs) for frame in _frames(image)]
+    return _stacked([r for r, _ in pairs]), _as_written([np.asarray(p) for _, p in pairs]), _spacing(optics, stack)
+
+
+def _options(args, names):
+    return {name: getattr(args, name, None) for name in (*names, *_OPTICS_OPTIONS)}
+
+
 def cmd_deblur(args):
+    if _is_many(args):
+        return _run_many(args, _deblur_file, _options(args, _DEBLUR_OPTIONS))
+    args.image = args.image[0]
+    if args.chunks is not None or args.format is not None or _zarr_output(args.output):
+        return _run_one(args, _deblur_file, _options(args, _DEBLUR_OPTIONS))
     image = read_image(args.image)
     output = Path(args.output)
     psf_path = output.with_name(output.stem + "_psf.tif")
@@ -236,7 +388,38 @@ def _psf_shape(optics, image_shape):
     return stack_psf_shape(optics, (1,) * (3 - len(image_shape)) + tuple(image_shape), None)[3 - len(image_shape):]
 
 
+_DECONVOLVE_OPTIONS = ("model", "psf_shape", "method", "iterations", "background")
+
+
+def _deconvolve_file(path, options, chunks=None):
+    """The deconvolution of one file, read by path (a many-files task, see :func:`psfkit.batch.process_file`)."""
+    from psfkit.batch import open_image
+    from psfkit.optics.microscope import microscope_psf
+    from psfkit.restoration.deconvolution import deconvolve
+
+    args = argparse.Namespace(image=str(path), **options)
+    image = open_image(path, chunks)
+    optics = _optics(args, args.image, image.ndim)
+    shape = _psf_shape(optics, image.shape) if args.psf_shape is None else args.psf_shape
+    if len(shape) != image.ndim:
+        raise CommandError(f"--psf-shape has {len(shape)} sides for a {image.ndim}-D image of shape {image.shape}")
+    psf = microscope_psf(optics, shape, model=args.model)
+    spacing = _spacing(optics, image.ndim == 3)
+    restored = deconvolve(image, psf, method=args.method, iterations=args.iterations, background=args.background,
+                          dtype=np.float32, spacing=spacing if image.ndim == 3 else None)
+    return restored, np.asarray(psf, np.float32), spacing
+
+
+def _zarr_output(output):
+    return output.lower().rstrip("/").endswith(".zarr")
+
+
 def cmd_deconvolve(args):
+    if _is_many(args):
+        return _run_many(args, _deconvolve_file, _options(args, _DECONVOLVE_OPTIONS))
+    args.image = args.image[0]
+    if args.chunks is not None or args.format is not None or _zarr_output(args.output):
+        return _run_one(args, _deconvolve_file, _options(args, _DECONVOLVE_OPTIONS))
     image = read_image(args.image)
     output = Path(args.output)
     psf_path = output.with_name(output.stem + "_psf.tif")
@@ -263,6 +446,39 @@ def cmd_deconvolve(args):
         f"deconvolved {'x'.join(map(str, image.shape))} with a {args.model} {optics.modality} PSF "
         f"{'x'.join(map(str, shape))} in {elapsed:.1f} s\nrestored image written to {output}\nPSF written to {psf_path}"
     )
+
+
+def _chunks(text):
+    try:
+        sides = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) == 1:
+        sides *= 2
+    if len(sides) != 2 or min(sides) < 16:
+        raise argparse.ArgumentTypeError(f"must be a tile side like 1024 or 1024x512 (y x), at least 16, got {text!r}")
+    return sides
+
+
+def _batch_options(command):
+    """Many files on dask.distributed, tiles, OME-Zarr."""
+    group = command.add_argument_group(
+        "many files and large images",
+        "several inputs, or -o OUT/ (a folder): each input X.tif gives OUT/X.tif (or OUT/X.ome.zarr) and "
+        "OUT/X_psf.tif, one dask.distributed task per file (pip install psfkit[dask]); a file that fails is "
+        "reported and skipped, and the exit status is 1",
+    )
+    group.add_argument("--workers", type=_positive(int),
+                       help="local worker processes, one file at a time each (default: one per file, at most one "
+                            "per CPU; each needs the memory of one image's computation)")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786, instead of local workers")
+    group.add_argument("--chunks", type=_chunks, metavar="SIDE",
+                       help="open each image lazily and compute it tile by tile (e.g. 1024 or 1024x512; default: the "
+                            "whole image in memory)")
+    group.add_argument("--format", choices=("tif", "zarr"),
+                       help="format of the outputs in a folder: tif (default) or zarr (OME-Zarr, chunked, with the "
+                            "pixel sizes); a single output named X.ome.zarr is OME-Zarr")
 
 
 def _shape(text):
@@ -345,8 +561,11 @@ def parser():
 
     for name, helptext in (("estimate", "estimate the PSF of an image"), ("deblur", "estimate the PSF and deblur")):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("image", help="input TIFF (multi-page: a stack or frames, see --frames) or PNG")
-        c.add_argument("-o", "--output", required=name == "deblur", help="output .tif or .png")
+        c.add_argument("image", nargs="+" if name == "deblur" else None,
+                       help="input TIFF (multi-page: a stack or frames, see --frames) or PNG"
+                            + ("; several: see 'many files'" if name == "deblur" else ""))
+        c.add_argument("-o", "--output", required=name == "deblur",
+                       help="output .tif or .png" + (", .ome.zarr, or a folder OUT/" if name == "deblur" else ""))
         c.add_argument("--cutoff", type=_positive(float),
                        help="cut-off frequency fc in cycles/pixel, instead of the optics (below 0.125 the PSF is "
                             "identified on a downsampled copy; above 0.27, under-sampled, it is the nominal one)")
@@ -367,13 +586,16 @@ def parser():
         if name == "deblur":
             c.add_argument("--method", default="auto", choices=_METHODS, metavar="METHOD", help="auto (the unrolled network; rl-tv when --iterations is given), unrolled, rl-tv, rl, fista or wiener")
             c.add_argument("--iterations", type=_positive(int), default=None)
+            _batch_options(c)
         c.set_defaults(run=cmd_estimate if name == "estimate" else cmd_deblur, subparser=c)
 
     from psfkit.optics.microscope import MODELS
 
     d = sub.add_parser("deconvolve", help="deconvolve a 2-D image or a 3-D stack with the PSF of known optics")
-    d.add_argument("image", help="input TIFF (a multi-page TIFF is one (z, y, x) stack) or PNG")
-    d.add_argument("-o", "--output", required=True, help="output .tif (the PSF goes to <name>_psf.tif)")
+    d.add_argument("image", nargs="+",
+                   help="input TIFF (a multi-page TIFF is one (z, y, x) stack) or PNG; several: see 'many files'")
+    d.add_argument("-o", "--output", required=True,
+                   help="output .tif (the PSF goes to <name>_psf.tif), .ome.zarr, or a folder OUT/")
     _optics_options(d, stack="a multi-page TIFF is one (z, y, x) stack")
     d.add_argument("--model", choices=MODELS, default="scalar",
                    help="PSF model: scalar (non-paraxial, default), born-wolf (paraxial, as deconwolf) or vectorial")
@@ -384,6 +606,7 @@ def parser():
                    help="iterations (default: stop when the data are fitted to their noise level, see psfkit.deconvolve)")
     d.add_argument("--background", type=float, default=0.0, help="known constant background (camera offset)")
     d.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _batch_options(d)
     d.set_defaults(run=cmd_deconvolve, subparser=d)
     return p
 
@@ -400,11 +623,11 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning  # restored on exit: main() is also called in-process
         try:
-            args.run(args)
+            status = args.run(args)
         except _USER_ERRORS as error:
             print(f"psfkit {args.command}: error: {_message(error)}", file=sys.stderr)
             return 2
-    return 0
+    return status or 0  # 1: a many-files run in which some files failed
 
 
 def run():
