@@ -178,6 +178,51 @@ def safety_tables():
     return [first, second]
 
 
+def scale_tables():
+    """Tiled against whole-image deconvolution, peak memory, many files on 2 workers (issue #26)."""
+    tiling = load("tiling")
+    rows = []
+    for r in tiling["seams"]["rows"]:
+        cells = [f"{r[k]['seams']:.1e} / {r[k]['elsewhere']:.1e} / {r[k]['pixels_above_1e-3']}"
+                 for k in ("float32", "float64", "round_off_floor")]
+        rows.append([r["case"], "x".join(map(str, r["chunks"])), *cells,
+                     f"{fmt(r['whole_s_float32'])} / {fmt(r['tiled_s_float32'])}"])
+    seams = Table(
+        "Tiled vs whole image: max |difference| / range near tile edges / elsewhere / pixels above 1e-3 "
+        "(one PSF size inside the image)",
+        ["case", "chunks", "float32", "float64", "round-off floor (whole float32 vs float64)",
+         "seconds whole / tiled"], rows,
+        note="`python benchmarks/bench_tiling.py seams`",
+    )
+    limit = tiling["memory"]["limit_gb"]
+
+    def cell(m):
+        if "error" in m:
+            return f"failed: {m['error']}"
+        if m["out_of_memory"]:
+            return f"out of memory (> {limit:g} GB, stopped)"
+        return f"{fmt(m['peak_gb'], 2)} GB, {fmt(m['seconds'])} s"
+
+    memory = Table(
+        "Peak resident memory of deblur, tiled (zarr in, zarr out) and on the whole image in memory",
+        ["case", "chunks, threads", "tiled", "whole image"],
+        [[r["case"], f"{'x'.join(map(str, r['chunks']))}, {r['threads']}", cell(r["tiled"]), cell(r["whole"])]
+         for r in tiling["memory"]["rows"]],
+        note="`python benchmarks/bench_tiling.py memory`",
+    )
+    files = load("many_files")
+    rows = [[r["setting"], fmt(r["wall_s"]), fmt(r["files_per_minute"]), fmt(r["median_s_per_file"], 2)]
+            for r in files["rows"]]
+    ratio = files["ratio_2_vs_1"]
+    many = Table(
+        f"{files['files']} files of {files['size']}^2, `{files['command']}`: 2 workers vs 1 "
+        f"{fmt(ratio['end_to_end'], 2)}x end to end, {fmt(ratio['steady'], 2)}x warmed up",
+        ["setting", "wall s", "files / minute", "median s per file"], rows,
+        note="`python benchmarks/bench_many_files.py`",
+    )
+    return [seams, memory, many]
+
+
 SUITES = {
     "identification": identification_tables,
     "measured PSFs": measured_psf_tables,
@@ -187,6 +232,7 @@ SUITES = {
     "speed": speed_tables,
     "baselines": baseline_tables,
     "no-reference safety": safety_tables,
+    "scale": scale_tables,
 }
 
 
