@@ -188,7 +188,7 @@ def scale_tables():
         rows.append([r["case"], "x".join(map(str, r["chunks"])), *cells,
                      f"{fmt(r['whole_s_float32'])} / {fmt(r['tiled_s_float32'])}"])
     seams = Table(
-        "Tiled vs whole image: max |difference| / range near tile edges / elsewhere / pixels above 1e-3 "
+        "Tiled vs whole image: largest absolute difference over the range, near tile edges / elsewhere / pixels above 1e-3 "
         "(one PSF size inside the image)",
         ["case", "chunks", "float32", "float64", "round-off floor (whole float32 vs float64)",
          "seconds whole / tiled"], rows,
