@@ -211,6 +211,16 @@ def test_deblur_of_a_dask_array_identifies_once_and_stays_lazy(scene):
     assert np.abs(restored.compute() - whole).max() / np.ptp(image) <= 1e-3
 
 
+def test_deblur_of_a_dask_array_with_a_psf_map(scene):
+    # the map is estimated on the whole image, cut to each tile's window
+    image, _ = scene
+    restored, psf = psfkit.deblur(da.from_array(image, chunks=128), grid=(2, 2), method="rl-tv")
+    whole, whole_psf = psfkit.deblur(image, grid=(2, 2), method="rl-tv")
+    assert psf.shape == (2, 2, 33, 33)
+    np.testing.assert_array_equal(psf, whole_psf)
+    assert np.abs(restored.compute() - whole).max() / np.ptp(image) <= 1e-3
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

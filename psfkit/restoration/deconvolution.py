@@ -238,7 +238,8 @@ def deconvolve(
     count, noise fit, floors, FISTA's and CG's steps and the unrolled
     network's normalisation on a central window -- the whole image up to
     2048 x 2048 pixels or 2^24 voxels (a stack keeps its planes). Every tile
-    replays those numbers, so a tile is deconvolved as part of the image:
+    replays those numbers (decided when you call; the tiles run when you
+    compute), so a tile is deconvolved as part of the image:
     with the window the whole image, the result equals the NumPy call up to
     the halo's truncation, 1e-5 to 1e-4 of the range away from the image's
     edges (``benchmarks/bench_tiling.py``). Chunk stacks laterally only (the

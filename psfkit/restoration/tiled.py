@@ -70,11 +70,8 @@ def deconvolve_dask(image, psf, options, solve, *, noise=None, report=None):
         low, high, mean = (float(v) for v in dask.compute(image.min(), image.max(), image.mean(dtype=np.float64)))
         k = scale_exponent(np.array([low, high]), float(options["background"]))
         offset = max(-math.ldexp(low, -k), 0.0) if options["method"] in ("rl", "rl-tv") else 0.0
-        given = {
-            "exponent": k,
-            "offset": offset,
-            "levels": (math.ldexp(mean, -k) + offset, max(abs(math.ldexp(low, -k) + offset), math.ldexp(high, -k) + offset)),
-        }
+        low, high, mean = (math.ldexp(v, -k) for v in (low, high, mean))
+        given = {"exponent": k, "offset": offset, "levels": (mean + offset, max(abs(low + offset), high + offset))}
     # else the window is the image: the settings are derived exactly as for a NumPy array
     decided = {}
     deciding = {**options, "progress": False}
