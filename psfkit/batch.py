@@ -32,6 +32,7 @@ import numpy as np
 from psfkit.io import check_writable, read_image
 from psfkit.io._images import _TIFF_MAGIC, _check_spacing, _tiff_calibration
 from psfkit.io._zarr import create_ome_zarr, replace_directory, store_into
+from psfkit.tiling import is_dask
 
 FORMATS = {"tif": ".tif", "zarr": ".ome.zarr"}
 _INPUT_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpeg", ".jpg")
@@ -200,16 +201,9 @@ def open_image(path, chunks=None):
 
 
 def _dask_chunks(shape, chunks):
+    """Lateral chunks of ``chunks`` pixels; a stack keeps all its planes in every chunk (its PSF is long in z)."""
     sides = (chunks, chunks) if isinstance(chunks, int) else tuple(chunks)
-    return (1,) * (len(shape) - 2) + tuple(min(int(c), s) for c, s in zip(sides, shape[-2:]))
-
-
-def _is_dask(array):
-    if "dask" not in sys.modules:
-        return False
-    import dask
-
-    return dask.is_dask_collection(array)
+    return tuple(shape[:-2]) + tuple(min(int(c), s) for c, s in zip(sides, shape[-2:]))
 
 
 # ------------------------------------------------------------------ writing
@@ -248,7 +242,7 @@ def _write_tiff(temporary, array, spacing, threads, report):
         if bigtiff and calibration.get("imagej"):  # ImageJ's format has no BigTIFF: centimetre tags instead
             calibration = _tiff_calibration(probe.astype(np.float64), spacing)
         options.update(calibration)
-    if not _is_dask(array):
+    if not is_dask(array):
         tifffile.imwrite(temporary, np.asarray(array, dtype), bigtiff=bigtiff, **options)
         return
     # memory-bounded: the tiles go straight into a memory-mapped (contiguous) TIFF, paged out by the system
@@ -266,7 +260,7 @@ def _write_zarr(temporary, array, spacing, chunks, threads, report):
         temporary, array.shape, np.float32, pixel_size=spacing[-1] if spacing else None,
         z_step=spacing[0] if len(spacing) == 3 else None, chunks=chunks,
     )
-    if _is_dask(array):
+    if is_dask(array):
         # one task per zarr chunk: no two tasks write one chunk, so no lock
         _store(array.rechunk(target.chunks), target, threads, report)
     else:
@@ -401,7 +395,7 @@ def process_file(compute, path, output, psf_output, options, *, run, chunks=None
         context = dask.config.set(scheduler="threads", num_workers=threads)
     with context, _limit_threads(threads), _collect_warnings() as collected:
         restored, psf, spacing = compute(path, options, chunks)
-        if chunks is not None and not _is_dask(restored):
+        if chunks is not None and not is_dask(restored):
             import dask.array as da
 
             restored = da.from_array(np.asarray(restored, np.float32), chunks=_dask_chunks(restored.shape, chunks))
