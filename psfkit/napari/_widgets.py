@@ -166,7 +166,10 @@ class _Ticks(QObject):
 
 
 class _JobWidget(Container):
-    """An image layer, optics, options, Run / Cancel, progress and status: one job at a time in a worker."""
+    """An image layer, optics, options, Run / Cancel, progress and status: one job at a time in a worker.
+
+    Subclasses define ``arguments``, ``compute`` and ``show`` (see the *jobs* section below).
+    """
 
     title = ""
 
@@ -207,17 +210,9 @@ class _JobWidget(Container):
             self.optics_form.fill(layer_optics(layer), ndim=layer.ndim)
 
     # ----------------------------------------------------------------- jobs
-    def arguments(self, layer):
-        """The keyword arguments of the psfkit call for ``layer`` (the settings shown)."""
-        raise NotImplementedError
-
-    def compute(self, data, arguments, callback):
-        """Run in the worker thread; return what :meth:`show` gets."""
-        raise NotImplementedError
-
-    def show(self, layer, arguments, result):
-        """In the GUI thread: add the result layer, say what was done."""
-        raise NotImplementedError
+    # A widget defines arguments(layer) (the keyword arguments of its psfkit call, the settings shown),
+    # compute(data, arguments, callback) (run in the worker thread) and show(layer, arguments, result) (in the
+    # GUI thread: add the result layer, say what was done).
 
     def total(self, arguments):
         """Number of progress ticks, or 0 (unknown: a busy indicator)."""
