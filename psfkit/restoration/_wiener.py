@@ -135,31 +135,29 @@ def wiener_cg(problem, lam, iterations, *, background=0.0, monitor=None, schedul
     ap = problem.new()
     for k in range(iterations if replay is None else len(replay)):
         normal(p, ap)
-        if replay is not None:
-            step, ratio = replay[k]
-        else:
+        if replay is None:
             curvature = float(np.vdot(p, ap))
             if not curvature > 0:
                 break
             step = rz / curvature
+        else:
+            step, ratio = replay[k]
         x += dtype.type(step) * p
         r -= dtype.type(step) * ap
-        stop = replay is None and float(np.linalg.norm(r)) <= target
-        if replay is None and not stop:
+        if replay is None:
+            ratio = None  # None: converged, the last step
+            if float(np.linalg.norm(r)) > target:
+                precondition(r, zvec)
+                rz_next = float(np.vdot(r, zvec))
+                ratio, rz = rz_next / rz, rz_next
+            if schedule is not None:
+                schedule.append((step, ratio))
+        elif ratio is not None:
             precondition(r, zvec)
-            rz_next = float(np.vdot(r, zvec))
-            ratio = rz_next / rz
-            rz = rz_next
-        elif replay is None:
-            ratio = None
-        if schedule is not None and replay is None:
-            schedule.append((step, ratio))
         if monitor is not None and monitor(k + 1, x) is False:
             break
-        if stop or ratio is None:
+        if ratio is None:
             break
-        if replay is not None:
-            precondition(r, zvec)
         p *= dtype.type(ratio)
         p += zvec
     return x

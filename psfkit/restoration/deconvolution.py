@@ -429,7 +429,7 @@ def _deconvolve(image, psf, *, method, iterations, regularization, boundary, acc
     # level, so deconvolve(c y) = c deconvolve(y) for every finite c.
     given = {} if settings is None else settings
     report = {} if report is None else report
-    k = given.get("exponent", scale_exponent(image, background))
+    k = given["exponent"] if "exponent" in given else scale_exponent(image, background)
     report["exponent"] = k
     image = np.ldexp(image, -k)
     background = math.ldexp(background, -k)

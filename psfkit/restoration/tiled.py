@@ -116,9 +116,11 @@ class _TiledBlur:
             array = np.asarray(psf) if not isinstance(psf, (str, bytes)) and psf is not None else None
             if array is None or array.dtype == object:
                 raise TypeError(f"psf must be an array or a ProductConvolution, got {type(psf).__name__}")
-            if array.ndim == 4 and ndim == 2:
+            if array.ndim == 4 and ndim == 2:  # each PSF normalised as deconvolve does for a NumPy image
                 self.grid = array.shape[:2]
-                self.psfs = array.reshape(-1, *array.shape[2:])
+                gx = self.grid[1]
+                self.psfs = np.stack([as_psf(p, f"psf[{i // gx}, {i % gx}]", ndim=2)
+                                      for i, p in enumerate(array.reshape(-1, *array.shape[2:]))])
             elif array.ndim == ndim:
                 self.grid, self.psfs = None, as_psf(array, "psf", ndim=ndim)[None]
             else:
